@@ -1,0 +1,6 @@
+import ArgumentParser
+
+@main
+struct QCode: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "qcode", abstract: "Code generation by Q* search.")
+}
