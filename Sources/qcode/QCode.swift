@@ -2,5 +2,8 @@ import ArgumentParser
 
 @main
 struct QCode: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "qcode", abstract: "Code generation by Q* search.")
+    static let configuration = CommandConfiguration(
+        commandName: "qcode",
+        abstract: "Code generation by Q* search.",
+        subcommands: [Check.self, TestCommand.self])
 }
