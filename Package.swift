@@ -6,7 +6,7 @@ import PackageDescription
 // subcommands over the libraries.
 let package = Package(
     name: "qcode",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "qcode", targets: ["qcode"]),
         .executable(name: "qcode-jail", targets: ["qcode-jail"]),

@@ -1,0 +1,213 @@
+import Foundation
+import Policy
+import PythonSyntax
+import QStar
+import Sandbox
+import Synchronization
+
+/// The code so far. Each state keeps its own parse so a child reparses
+/// incrementally from its parent's tree.
+public struct CodeState: Sendable {
+    public let lines: [String]
+    /// The policy ended the program (or a limit did): a terminal state.
+    public let finished: Bool
+    public let parsed: ParsedProgram
+    public let facts: CodeFacts
+
+    public var program: String { lines.joined(separator: "\n") + (lines.isEmpty ? "" : "\n") }
+}
+
+/// One step: a line of code, the end of the program, or a last line that the
+/// model ended the program right after.
+public struct CodeAction: Sendable, Hashable {
+    public var line: String?
+    public var ends: Bool
+    public init(line: String?, ends: Bool) {
+        self.line = line
+        self.ends = ends
+    }
+}
+
+/// Runs a finished program against tests. The jail in production; scripted
+/// verifiers in unit tests.
+public protocol ProgramVerifier: Sendable {
+    func run(_ job: JailJob) async throws -> TestReport
+}
+
+extension JailRunner: ProgramVerifier {}
+extension Jail: ProgramVerifier {}
+
+public struct StepOptions: Sendable, Hashable {
+    /// Sampling temperature for the K candidate lines.
+    public var temperature: Double
+    public var maxLineTokens: Int
+    public var maxProgramTokens: Int
+    public var maxLines: Int
+    public var reward: ProcessRewardValues
+    /// Server slot to pin this search's requests to, for its prefix cache.
+    public var slot: Int?
+
+    public init(temperature: Double = 0.8, maxLineTokens: Int = 80, maxProgramTokens: Int = 512, maxLines: Int = 60,
+                reward: ProcessRewardValues = ProcessRewardValues(), slot: Int? = nil) {
+        self.temperature = temperature
+        self.maxLineTokens = maxLineTokens
+        self.maxProgramTokens = maxProgramTokens
+        self.maxLines = maxLines
+        self.reward = reward
+        self.slot = slot
+    }
+}
+
+/// One parser per search: a TSParser is not thread-safe, and a search applies
+/// actions one at a time anyway.
+final class SyntaxSession: Sendable {
+    private let parser: Mutex<PythonParser>
+    init() throws { parser = Mutex(try PythonParser()) }
+    func parse(_ source: String) -> ParsedProgram { parser.withLock { $0.parse(source) } }
+    func extend(_ parent: ParsedProgram, _ text: String) -> ParsedProgram {
+        parser.withLock { $0.extend(parent, appending: text) }
+    }
+}
+
+/// Q*'s code specialisation: states are partial programs, actions are lines,
+/// the verifier is the jail on the task's visible tests.
+public struct CodeSearchDomain: PlanningDomain {
+    public let task: CodeTask
+    public let model: any LanguageModel
+    public let verifier: any ProgramVerifier
+    public let prompts: PromptBuilder
+    public let options: StepOptions
+    public let entryPoint: EntryPoint?
+    let syntax: SyntaxSession
+    public let root: CodeState
+
+    public init(task: CodeTask, model: any LanguageModel, verifier: any ProgramVerifier,
+                prompts: PromptBuilder = PromptBuilder(), options: StepOptions = StepOptions()) throws {
+        self.task = task
+        self.model = model
+        self.verifier = verifier
+        self.prompts = prompts
+        self.options = options
+        self.entryPoint = task.tests.lazy.compactMap { CodeDomain.entryPoint(fromTest: $0) }.first
+        let syntax = try SyntaxSession()
+        self.syntax = syntax
+        let parsed = syntax.parse("")
+        self.root = CodeState(lines: [], finished: false, parsed: parsed,
+                              facts: codeFacts(parsed, entryPoint: entryPoint))
+    }
+
+    public func propose(from state: CodeState, k: Int, seed: UInt64) async throws -> Expansion<CodeAction> {
+        guard !state.finished else { return Expansion(proposals: [], cost: Cost()) }
+        let request = CompletionRequest(
+            prompt: prompts.prompt(for: task, lines: state.lines), n: k, maxTokens: options.maxLineTokens,
+            stop: ["\n"], sampling: Sampling(temperature: options.temperature), seed: seed, slot: options.slot)
+        let response = try await model.complete(request)
+        var merged: [CodeAction: Proposal<CodeAction>] = [:]
+        var order: [CodeAction] = []
+        for choice in response.choices {
+            let action = self.action(from: choice)
+            if var existing = merged[action] {
+                existing.count += 1
+                if choice.logprobMean > existing.logprobMean {
+                    existing.logprobMean = choice.logprobMean
+                    existing.logprobSum = choice.logprobSum
+                }
+                merged[action] = existing
+            } else {
+                merged[action] = Proposal(action: action, logprobMean: choice.logprobMean, logprobSum: choice.logprobSum,
+                                          tokens: max(1, choice.tokenLogprobs.count))
+                order.append(action)
+            }
+        }
+        return Expansion(proposals: order.map { merged[$0]! }, cost: Self.cost(response.usage))
+    }
+
+    func action(from choice: CompletionChoice) -> CodeAction {
+        let line = String(choice.text.reversed().drop(while: { $0 == " " || $0 == "\t" || $0 == "\r" }).reversed())
+        if prompts.isEndMarker(line) { return CodeAction(line: nil, ends: true) }
+        if choice.finish == .endOfText {
+            return CodeAction(line: line.isEmpty ? nil : line, ends: true)
+        }
+        return CodeAction(line: line, ends: false)
+    }
+
+    public func rollouts(from state: CodeState, n: Int, temperature: Double, seed: UInt64) async throws -> RolloutBatch<CodeState> {
+        let request = CompletionRequest(
+            prompt: prompts.prompt(for: task, lines: state.lines), n: n, maxTokens: options.maxProgramTokens,
+            stop: prompts.endMarkers, sampling: Sampling(temperature: temperature), seed: seed, slot: options.slot)
+        let response = try await model.complete(request)
+        let rollouts = response.choices.map { choice in
+            var lines = choice.text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            while let last = lines.last, last.trimmingCharacters(in: .whitespaces).isEmpty { lines.removeLast() }
+            return Rollout(state: finished(state.lines + lines), logprobMean: choice.logprobMean, tokens: choice.tokens)
+        }
+        return RolloutBatch(rollouts: rollouts, cost: Self.cost(response.usage))
+    }
+
+    /// A whole program parsed from scratch (rollouts, `check`).
+    public func finished(_ lines: [String]) -> CodeState {
+        let parsed = syntax.parse(lines.isEmpty ? "" : lines.joined(separator: "\n") + "\n")
+        return CodeState(lines: lines, finished: true, parsed: parsed, facts: codeFacts(parsed, entryPoint: entryPoint))
+    }
+
+    public func apply(_ action: CodeAction, to state: CodeState) -> CodeState {
+        var lines = state.lines
+        var parsed = state.parsed
+        if let line = action.line {
+            lines.append(line)
+            parsed = syntax.extend(state.parsed, line + "\n")
+        }
+        let ends = action.ends || lines.count >= options.maxLines
+        return CodeState(lines: lines, finished: ends, parsed: parsed, facts: codeFacts(parsed, entryPoint: entryPoint))
+    }
+
+    public func processReward(of state: CodeState) -> Double {
+        // A finished program that is still open (a header with no body) is as
+        // wrong as one that does not parse.
+        if state.finished && state.facts.verdict == .incomplete { return options.reward.broken }
+        return CodeDomain.processReward(state.facts, values: options.reward)
+    }
+
+    public func isTerminal(_ state: CodeState) -> Bool { state.finished }
+
+    /// Trailing whitespace and runs of blank lines do not make a program new.
+    public func key(of state: CodeState) -> String {
+        var out: [Substring] = []
+        for line in state.lines {
+            let trimmed = line.reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed()
+            let s = Substring(String(trimmed))
+            if s.isEmpty, out.last?.isEmpty == true { continue }
+            out.append(s)
+        }
+        return out.joined(separator: "\n") + (state.finished ? "\n<end>" : "")
+    }
+
+    public func verify(_ state: CodeState) async throws -> Verification {
+        let report = try await verifier.run(JailJob(program: state.program, tests: task.tests.joined(separator: "\n"),
+                                                    setup: task.setup))
+        var cost = Cost()
+        cost.verifierRuns = 1
+        cost.verifierSeconds = report.wallMs / 1000
+        let total = max(report.total, task.tests.count)
+        return Verification(passed: report.outcome == .passed ? total : report.passed, total: total,
+                            outcome: report.syntaxError != nil ? "syntax error" : report.outcome.rawValue, cost: cost)
+    }
+
+    public func describe(_ action: CodeAction) -> String {
+        switch (action.line, action.ends) {
+        case (let line?, false): return line
+        case (let line?, true): return line + "  ⏎ end"
+        case (nil, _): return "⏎ end"
+        }
+    }
+
+    static func cost(_ usage: Usage) -> Cost {
+        var c = Cost()
+        c.llmCalls = usage.calls
+        c.promptTokens = usage.promptTokens
+        c.cachedPromptTokens = usage.cachedPromptTokens
+        c.generatedTokens = usage.generatedTokens
+        c.llmSeconds = usage.wallMs / 1000
+        return c
+    }
+}

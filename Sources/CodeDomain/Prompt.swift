@@ -1,0 +1,65 @@
+/// How the task is put to the model.
+public enum PromptStyle: String, Sendable, Codable, CaseIterable {
+    /// Qwen/ChatML instruct template, the assistant turn pre-filled with a
+    /// ```python fence and the code so far, so the model continues the program.
+    case chatml
+    /// A plain completion prompt for base models: the task as a comment block.
+    case plain
+}
+
+/// Builds prompts whose task part is byte-identical across calls, so a server's
+/// prefix cache serves it and only the newest line is evaluated.
+public struct PromptBuilder: Sendable, Hashable {
+    public var style: PromptStyle
+    public var system: String
+
+    public init(style: PromptStyle = .chatml,
+                system: String = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.") {
+        self.style = style
+        self.system = system
+    }
+
+    /// The fixed part: everything before the first line of code.
+    public func prefix(for task: CodeTask) -> String {
+        let tests = task.tests.joined(separator: "\n")
+        let plural = task.tests.count == 1 ? "this test" : "these tests"
+        switch style {
+        case .chatml:
+            return """
+            <|im_start|>system
+            \(system)<|im_end|>
+            <|im_start|>user
+            \(task.text)
+            Your code should pass \(plural):
+            \(tests)<|im_end|>
+            <|im_start|>assistant
+            ```python
+
+            """
+        case .plain:
+            let text = task.text.split(separator: "\n").map { "# \($0)" }.joined(separator: "\n")
+            let shown = tests.split(separator: "\n").map { "# \($0)" }.joined(separator: "\n")
+            return "\(text)\n# Your code should pass \(plural):\n\(shown)\n\n"
+        }
+    }
+
+    /// The prompt for the next step after `lines`.
+    public func prompt(for task: CodeTask, lines: [String]) -> String {
+        let code = lines.isEmpty ? "" : lines.joined(separator: "\n") + "\n"
+        return prefix(for: task) + code
+    }
+
+    /// What ends a whole program in this style.
+    public var endMarkers: [String] {
+        switch style {
+        case .chatml: return ["```", "<|im_end|>"]
+        case .plain: return ["\n\n\n", "\nassert", "\nprint(", "\nif __name__"]
+        }
+    }
+
+    /// True when a generated line is the end of the program rather than code.
+    public func isEndMarker(_ line: String) -> Bool {
+        let t = line.trimmingCharacters(in: .whitespaces)
+        return style == .chatml && (t.hasPrefix("```") || t.hasPrefix("<|im_end|>"))
+    }
+}

@@ -1,0 +1,195 @@
+import Foundation
+
+/// A programming task, MBPP style: what to write, and the asserts that judge it.
+public struct CodeTask: Sendable, Hashable, Codable {
+    public var id: String
+    public var text: String
+    /// One top-level test statement each (normally an `assert`).
+    public var tests: [String]
+    /// Code run before the program and its tests (MBPP `test_setup_code`).
+    public var setup: String
+    /// MBPP's harder extra tests: scored and reported separately.
+    public var challengeTests: [String]
+    /// The function the tests call; derived from the first test when not given.
+    public var entryPoint: String?
+    /// A reference solution when the data has one (MBPP `code`); never shown to the policy.
+    public var reference: String?
+
+    public init(id: String, text: String, tests: [String], setup: String = "", challengeTests: [String] = [],
+                entryPoint: String? = nil, reference: String? = nil) {
+        self.id = id
+        self.text = text
+        self.tests = tests
+        self.setup = setup
+        self.challengeTests = challengeTests
+        self.entryPoint = entryPoint ?? tests.lazy.compactMap(TestFile.calledFunction).first
+        self.reference = reference
+    }
+
+    /// The same task with only the first `n` tests visible: the honest MBPP
+    /// protocol shows the search one assert and scores on all of them.
+    public func visible(_ n: Int) -> CodeTask {
+        var t = self
+        t.tests = Array(tests.prefix(max(0, n)))
+        return t
+    }
+}
+
+public enum TaskError: Error, Sendable, CustomStringConvertible, Equatable {
+    case unreadable(String, String)
+    case malformed(String, String)
+    case noTests(String)
+    case taskNotFound(String, String)
+
+    public var description: String {
+        switch self {
+        case .unreadable(let path, let why): return "cannot read \(path): \(why)"
+        case .malformed(let where_, let why): return "\(where_): \(why)"
+        case .noTests(let where_): return "\(where_): the task has no tests; give a test file with at least one `assert`"
+        case .taskNotFound(let id, let path): return "no task with task_id \(id) in \(path): check --task-id"
+        }
+    }
+}
+
+/// Reading tasks from MBPP JSONL and from qcode task files.
+public enum TaskLoader {
+    /// One MBPP record (`task_id`, `text`, `test_list`, `test_setup_code`, `challenge_test_list`, `code`).
+    public static func mbpp(_ line: Substring, location: String) throws -> CodeTask {
+        guard let data = line.data(using: .utf8),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw TaskError.malformed(location, "not a JSON object; each line must be one MBPP record")
+        }
+        guard let text = object["text"] as? String else {
+            throw TaskError.malformed(location, "missing string field `text`")
+        }
+        guard let tests = object["test_list"] as? [String], !tests.isEmpty else { throw TaskError.noTests(location) }
+        let id: String
+        if let n = object["task_id"] as? NSNumber { id = n.stringValue } else { id = object["task_id"] as? String ?? location }
+        return CodeTask(id: id, text: text, tests: tests, setup: object["test_setup_code"] as? String ?? "",
+                        challengeTests: object["challenge_test_list"] as? [String] ?? [],
+                        entryPoint: object["entry_point"] as? String, reference: object["code"] as? String)
+    }
+
+    /// All records of an MBPP JSONL file, in file order.
+    public static func mbppFile(_ url: URL) throws -> [CodeTask] {
+        let text = try read(url)
+        var tasks: [CodeTask] = []
+        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
+        where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+            tasks.append(try mbpp(line, location: "\(url.path):\(i + 1)"))
+        }
+        return tasks
+    }
+
+    /// A qcode task file: JSON with `text`, `tests` (a path relative to the
+    /// task file, or inline asserts), optional `entry_point`, `setup`, `id`.
+    public static func taskFile(_ url: URL) throws -> CodeTask {
+        let raw = try read(url)
+        guard let object = try? JSONSerialization.jsonObject(with: Data(raw.utf8)) as? [String: Any] else {
+            throw TaskError.malformed(url.path, "not a JSON object (see examples/README.md for the task format)")
+        }
+        guard let text = object["text"] as? String else {
+            throw TaskError.malformed(url.path, "missing string field `text`, the task description")
+        }
+        let tests: [String]
+        if let file = object["test_file"] as? String {
+            let testURL = URL(fileURLWithPath: file, relativeTo: url.deletingLastPathComponent())
+            tests = TestFile.statements(try read(testURL))
+        } else if let inline = object["tests"] as? [String] {
+            tests = inline
+        } else {
+            throw TaskError.malformed(url.path, "give the tests as `test_file` (a path) or `tests` (a list of asserts)")
+        }
+        guard !tests.isEmpty else { throw TaskError.noTests(url.path) }
+        let id = object["id"] as? String ?? url.deletingPathExtension().lastPathComponent
+        return CodeTask(id: id, text: text, tests: tests, setup: object["setup"] as? String ?? "",
+                        entryPoint: object["entry_point"] as? String)
+    }
+
+    /// A description and a test file given separately (`--prompt TEXT --tests FILE`).
+    public static func adHoc(text: String, testFile: URL, entryPoint: String? = nil) throws -> CodeTask {
+        let tests = TestFile.statements(try read(testFile))
+        guard !tests.isEmpty else { throw TaskError.noTests(testFile.path) }
+        return CodeTask(id: testFile.deletingPathExtension().lastPathComponent, text: text, tests: tests,
+                        entryPoint: entryPoint)
+    }
+
+    static func read(_ url: URL) throws -> String {
+        do { return try String(contentsOf: url, encoding: .utf8) } catch {
+            throw TaskError.unreadable(url.path, (error as NSError).localizedDescription)
+        }
+    }
+}
+
+/// Test files are plain Python: top-level statements, normally asserts.
+public enum TestFile {
+    /// Splits a test file into its top-level statements. A statement continues
+    /// over indented lines and while brackets are open; comments and blank
+    /// lines between statements are dropped. Imports are kept with the asserts
+    /// that follow them, since an assert may need them.
+    public static func statements(_ source: String) -> [String] {
+        var statements: [String] = []
+        var current: [String] = []
+        var depth = 0
+        var preamble: [String] = []
+        func flush() {
+            guard !current.isEmpty else { return }
+            let statement = current.joined(separator: "\n")
+            if statement.hasPrefix("import ") || statement.hasPrefix("from ") {
+                preamble.append(statement)
+            } else {
+                statements.append((preamble + [statement]).joined(separator: "\n"))
+                preamble = []
+            }
+            current = []
+        }
+        for rawLine in source.split(separator: "\n", omittingEmptySubsequences: false) {
+            let line = String(rawLine).replacingOccurrences(of: "\r", with: "")
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            let continues = depth > 0 || (line.first.map { $0 == " " || $0 == "\t" } ?? false)
+            if !continues {
+                if trimmed.isEmpty || trimmed.hasPrefix("#") { flush(); continue }
+                flush()
+            }
+            if trimmed.isEmpty && current.isEmpty { continue }
+            current.append(line)
+            depth = max(0, depth + bracketDelta(line))
+        }
+        flush()
+        return statements
+    }
+
+    /// The first function called in an `assert f(…) …` test, e.g. `f`.
+    public static func calledFunction(_ test: String) -> String? {
+        let body = test.split(separator: "\n").last.map(String.init) ?? test
+        guard let assertRange = body.range(of: "assert") else { return nil }
+        var rest = body[assertRange.upperBound...].drop(while: { $0 == " " || $0 == "(" })
+        rest = rest.drop(while: { $0 == " " })
+        for prefix in ["not ", "set(", "sorted(", "list(", "tuple(", "round(", "abs(", "math.isclose(", "str("] where rest.hasPrefix(prefix) {
+            rest = rest.dropFirst(prefix.count).drop(while: { $0 == " " || $0 == "(" })
+        }
+        let name = rest.prefix(while: { $0.isLetter || $0.isNumber || $0 == "_" })
+        guard !name.isEmpty, rest.dropFirst(name.count).first == "(" else { return nil }
+        return String(name)
+    }
+
+    static func bracketDelta(_ line: String) -> Int {
+        var delta = 0
+        var quote: Character?
+        var escaped = false
+        for c in line {
+            if let q = quote {
+                if escaped { escaped = false } else if c == "\\" { escaped = true } else if c == q { quote = nil }
+                continue
+            }
+            switch c {
+            case "#": return delta
+            case "'", "\"": quote = c
+            case "(", "[", "{": delta += 1
+            case ")", "]", "}": delta -= 1
+            default: break
+            }
+        }
+        return delta
+    }
+}

@@ -1,0 +1,149 @@
+import Foundation
+
+/// Sampling settings are always sent explicitly: llama-server's defaults
+/// (top_k 40, top_p 0.95, min_p 0.05) would silently change what "temperature
+/// 0.8" means between servers.
+public struct Sampling: Sendable, Hashable, Codable {
+    public var temperature: Double
+    public var topP: Double
+    public var topK: Int
+    public var minP: Double
+    public init(temperature: Double, topP: Double = 1, topK: Int = 0, minP: Double = 0) {
+        self.temperature = temperature
+        self.topP = topP
+        self.topK = topK
+        self.minP = minP
+    }
+    public static let greedy = Sampling(temperature: 0)
+}
+
+public struct CompletionRequest: Sendable, Hashable {
+    public var prompt: String
+    /// Completions wanted from this one prompt (one request where the server supports `n`).
+    public var n: Int
+    public var maxTokens: Int
+    public var stop: [String]
+    public var sampling: Sampling
+    public var seed: UInt64?
+    /// Routes related requests to one server slot so its prefix cache is reused.
+    public var slot: Int?
+
+    public init(prompt: String, n: Int = 1, maxTokens: Int, stop: [String] = [], sampling: Sampling = .greedy,
+                seed: UInt64? = nil, slot: Int? = nil) {
+        self.prompt = prompt
+        self.n = n
+        self.maxTokens = maxTokens
+        self.stop = stop
+        self.sampling = sampling
+        self.seed = seed
+        self.slot = slot
+    }
+}
+
+public enum FinishReason: String, Sendable, Codable {
+    /// Hit one of the request's stop strings.
+    case stop
+    /// The model ended its turn (end-of-text token).
+    case endOfText
+    /// Ran into `maxTokens`.
+    case length
+}
+
+public struct CompletionChoice: Sendable, Hashable, Codable {
+    public var text: String
+    /// Log-probability of each generated token the server reported. The token
+    /// that contained the stop string is often missing (llama-server drops it).
+    public var tokenLogprobs: [Double]
+    public var finish: FinishReason
+    public var tokens: Int
+
+    public init(text: String, tokenLogprobs: [Double], finish: FinishReason, tokens: Int) {
+        self.text = text
+        self.tokenLogprobs = tokenLogprobs
+        self.finish = finish
+        self.tokens = tokens
+    }
+
+    public var logprobSum: Double { tokenLogprobs.reduce(0, +) }
+    public var logprobMean: Double { tokenLogprobs.isEmpty ? 0 : logprobSum / Double(tokenLogprobs.count) }
+}
+
+/// What one call cost, from the server's own accounting.
+public struct Usage: Sendable, Hashable, Codable {
+    public var calls = 0
+    /// Prompt tokens the server had to evaluate.
+    public var promptTokens = 0
+    /// Prompt tokens served from the server's prefix cache.
+    public var cachedPromptTokens = 0
+    /// Tokens generated, summed over all choices.
+    public var generatedTokens = 0
+    public var wallMs = 0.0
+
+    public init() {}
+
+    public static func + (a: Usage, b: Usage) -> Usage {
+        var u = a
+        u.calls += b.calls
+        u.promptTokens += b.promptTokens
+        u.cachedPromptTokens += b.cachedPromptTokens
+        u.generatedTokens += b.generatedTokens
+        u.wallMs += b.wallMs
+        return u
+    }
+    public static func += (a: inout Usage, b: Usage) { a = a + b }
+
+    /// Share of all prompt tokens that came from the cache.
+    public var cacheShare: Double {
+        let total = promptTokens + cachedPromptTokens
+        return total == 0 ? 0 : Double(cachedPromptTokens) / Double(total)
+    }
+}
+
+public struct CompletionResponse: Sendable {
+    public var choices: [CompletionChoice]
+    public var usage: Usage
+    public init(choices: [CompletionChoice], usage: Usage) {
+        self.choices = choices
+        self.usage = usage
+    }
+}
+
+/// The policy's seam: anything that completes text.
+public protocol LanguageModel: Sendable {
+    func complete(_ request: CompletionRequest) async throws -> CompletionResponse
+}
+
+public enum PolicyError: Error, Sendable, CustomStringConvertible, Equatable {
+    case serverUnreachable(String)
+    case timedOut(String, seconds: Double)
+    case http(status: Int, detail: String)
+    case contextTooLong(String)
+    case malformedResponse(String)
+    case modelMissing(String)
+    case serverBinaryMissing(String)
+    case serverFailedToStart(String)
+    case cancelled
+
+    public var description: String {
+        switch self {
+        case .serverUnreachable(let url):
+            return "cannot reach the LLM server at \(url): start it, or unset the endpoint so qcode starts its embedded llama-server"
+        case .timedOut(let url, let s):
+            return "the LLM server at \(url) did not answer within \(Int(s)) s: it may be overloaded; raise --llm-timeout or lower -k"
+        case .http(let status, let detail):
+            return "the LLM server answered HTTP \(status): \(detail)"
+        case .contextTooLong(let detail):
+            return "the prompt does not fit the model's context (\(detail)): shorten the task or start the server with a larger context (-c)"
+        case .malformedResponse(let detail):
+            return "the LLM server sent a response qcode cannot read (\(detail)): check that the endpoint is an OpenAI-compatible or llama.cpp server"
+        case .modelMissing(let path):
+            return "model file \(path) not found: run scripts/bootstrap (or set QCODE_MODEL_PATH)"
+        case .serverBinaryMissing(let path):
+            return "llama-server not found at \(path): run scripts/bootstrap"
+        case .serverFailedToStart(let detail):
+            return "the embedded llama-server did not start: \(detail)"
+        case .cancelled:
+            return "cancelled"
+        }
+    }
+}
