@@ -583,6 +583,10 @@ int main(int argc, char **argv) {
     usage();
     return EXIT_USAGE;
   }
+  /* Fds leaked by a multithreaded caller would keep its pipes open past our
+   * exit (and reach the jail): keep only 0-3 and the status fd. */
+  for (int fd = 4; fd < o.status_fd; fd++) close(fd);
+  syscall(SYS_close_range, (unsigned)(o.status_fd > 3 ? o.status_fd + 1 : 4), ~0U, 0);
   signal(SIGPIPE, SIG_IGN);
   signal(SIGTERM, on_term);
   signal(SIGINT, on_term);
