@@ -1,1 +1,150 @@
-// Sandbox
+import Foundation
+
+/// Resource limits for one jailed run. Part of the cache key, so a verdict
+/// obtained under generous limits is never reused for strict ones.
+public struct JailLimits: Sendable, Hashable, Codable {
+    /// Wall-clock budget, enforced by the launcher (not by the program's own clock).
+    public var wallSeconds: Double
+    /// RLIMIT_CPU: SIGXCPU at this many seconds, SIGKILL one second later.
+    public var cpuSeconds: Int
+    /// RLIMIT_AS. Keep near 1 GiB: a higher limit lets an 8 GiB allocation really fill RAM.
+    public var memoryBytes: Int
+    /// RLIMIT_FSIZE; the /tmp work dir is also sized from it.
+    public var fileSizeBytes: Int
+    /// RLIMIT_NPROC (threads count; fork itself is denied by seccomp).
+    public var maxProcesses: Int
+    /// RLIMIT_NOFILE.
+    public var maxOpenFiles: Int
+    /// Bytes of stdout and of stderr kept; far beyond it (256×, at least 16 MiB) the run is killed as a flood.
+    public var outputBytes: Int
+
+    public init(wallSeconds: Double = 10, cpuSeconds: Int = 5, memoryBytes: Int = 1 << 30,
+                fileSizeBytes: Int = 16 << 20, maxProcesses: Int = 64, maxOpenFiles: Int = 64,
+                outputBytes: Int = 64 << 10) {
+        self.wallSeconds = wallSeconds
+        self.cpuSeconds = cpuSeconds
+        self.memoryBytes = memoryBytes
+        self.fileSizeBytes = fileSizeBytes
+        self.maxProcesses = maxProcesses
+        self.maxOpenFiles = maxOpenFiles
+        self.outputBytes = outputBytes
+    }
+
+    public static let `default` = JailLimits()
+}
+
+/// A program and the tests that judge it (MBPP: `test_list` joined, `test_setup_code`).
+public struct JailJob: Sendable, Hashable, Codable {
+    public var program: String
+    public var tests: String
+    /// Runs before the program, in the same namespace (MBPP `test_setup_code`).
+    public var setup: String
+
+    public init(program: String, tests: String, setup: String = "") {
+        self.program = program
+        self.tests = tests
+        self.setup = setup
+    }
+}
+
+public enum TestOutcome: String, Sendable, Codable {
+    /// Every planned assert ran and held.
+    case passed
+    /// An assert failed or never ran (e.g. the program exited early).
+    case failed
+    /// Wall-clock or CPU limit reached.
+    case timeout
+    /// Killed by a signal (memory exhaustion, output flood, segfault).
+    case crashed
+    /// The program did not compile or raised before the asserts, or the tests are unusable.
+    case error
+}
+
+public struct AssertResult: Sendable, Codable, Hashable {
+    /// Position among the asserts of the test file; -1 for a failing non-assert statement.
+    public var index: Int
+    /// Line in the test file.
+    public var line: Int
+    public var source: String
+    public var passed: Bool
+    public var exceptionType: String?
+    public var message: String?
+
+    public init(index: Int, line: Int, source: String, passed: Bool, exceptionType: String? = nil, message: String? = nil) {
+        self.index = index
+        self.line = line
+        self.source = source
+        self.passed = passed
+        self.exceptionType = exceptionType
+        self.message = message
+    }
+}
+
+public enum IsolationMode: String, Sendable, Codable {
+    /// User, mount, PID, network, IPC and UTS namespaces + seccomp + rlimits.
+    case namespaces
+    /// No user namespaces here: seccomp + rlimits + nobody only; the host filesystem is
+    /// protected by permissions alone (world-writable places such as /tmp stay writable).
+    case degraded
+}
+
+public struct TestReport: Sendable, Codable {
+    public var outcome: TestOutcome
+    public var passed: Int
+    public var failed: Int
+    public var total: Int
+    public var asserts: [AssertResult]
+    public var stdout: String
+    public var stderr: String
+    public var wallMs: Double
+    public var cpuMs: Double
+    /// The signal that ended the program, if any.
+    public var signal: Int32?
+    /// "line N: message" when the program does not compile.
+    public var syntaxError: String?
+    public var isolation: IsolationMode
+}
+
+/// What `qcode doctor` shows about the jail on this machine.
+public struct JailProbe: Sendable {
+    public var isolation: IsolationMode
+    /// The probe's `socket()` call failed inside the jail.
+    public var networkDenied: Bool
+    public var pythonVersion: String
+    public var detail: String
+}
+
+public struct JailStats: Sendable, Hashable {
+    /// Runs that started a jail.
+    public var runs: Int
+    /// Runs answered from the cache.
+    public var cacheHits: Int
+}
+
+public enum JailError: Error, CustomStringConvertible, Sendable {
+    case launcherNotFound(searched: [String])
+    case pythonMissing(String)
+    case spawnFailed(String, errno: Int32)
+    case launcherFailed(String)
+    case protocolError(String)
+
+    public var description: String {
+        switch self {
+        case .launcherNotFound(let searched):
+            return "qcode-jail launcher not found (looked in: \(searched.joined(separator: ", "))). "
+                + "Run `swift build --product qcode-jail` (or scripts/bootstrap, then `swift build`), "
+                + "or set QCODE_JAIL to the launcher's path."
+        case .pythonMissing(let path):
+            return "Python interpreter \(path) not found or not executable. Install it (`apt-get install python3`) "
+                + "or pass another path to Jail(python:)."
+        case .spawnFailed(let what, let code):
+            return "could not start the jail: \(what): \(String(cString: strerror(code))). "
+                + "Check that the launcher is executable and that the machine has free processes and file descriptors."
+        case .launcherFailed(let message):
+            return "the jail launcher failed before the program ran: \(message). "
+                + "Run `qcode doctor` to check namespace support on this machine."
+        case .protocolError(let message):
+            return "the jail launcher's status could not be read (\(message)); the launcher and this build may be out of sync: rebuild with `swift build`."
+        }
+    }
+}

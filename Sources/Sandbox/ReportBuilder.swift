@@ -1,0 +1,109 @@
+import Foundation
+
+/// Turns the harness's records into a verdict. Only lines carrying this run's
+/// nonce count; the plan (written before untrusted code ran) fixes which asserts
+/// must report, so a missing record is a failure, never a pass.
+enum ReportBuilder {
+    struct Record: Decodable {
+        struct Planned: Decodable { var index: Int; var line: Int; var source: String }
+        var nonce: String
+        var kind: String
+        var index: Int?
+        var line: Int?
+        var passed: Bool?
+        var excType: String?
+        var message: String?
+        var `where`: String?
+        var asserts: [Planned]?
+        var count: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case nonce, kind, index, line, passed, message, asserts, count, `where`
+            case excType = "exc_type"
+        }
+    }
+
+    static func records(_ data: Data, nonce: String) -> [Record] {
+        let decoder = JSONDecoder()
+        return data.split(separator: UInt8(ascii: "\n")).compactMap { line in
+            guard let r = try? decoder.decode(Record.self, from: Data(line)), r.nonce == nonce else { return nil }
+            return r
+        }
+    }
+
+    static func text(_ data: Data, truncated: Bool) -> String {
+        let s = String(decoding: data, as: UTF8.self)
+        return truncated ? s + "\n[qcode-jail: output truncated]" : s
+    }
+
+    static func build(nonce: String, output: LauncherOutput, status: LauncherStatus, limits: JailLimits) -> TestReport {
+        let recs = records(output.results, nonce: nonce)
+        var stderr = text(output.stderr, truncated: status.stderrTruncated)
+        var report = TestReport(outcome: .error, passed: 0, failed: 0, total: 0, asserts: [],
+                                stdout: text(output.stdout, truncated: status.stdoutTruncated), stderr: stderr,
+                                wallMs: status.wallMs, cpuMs: status.cpuMs,
+                                signal: status.signal != 0 ? status.signal : nil, syntaxError: nil,
+                                isolation: status.isolation)
+        if let syntax = recs.first(where: { $0.kind == "syntax" }) {
+            report.syntaxError = "line \(syntax.line ?? 0): \(syntax.message ?? "")"
+            return report
+        }
+        if let bad = recs.first(where: { $0.kind == "harness_error" }) {
+            report.stderr = stderr + "\n[qcode: \(bad.message ?? "unusable tests")]"
+            return report
+        }
+        let plan = recs.first(where: { $0.kind == "plan" })?.asserts ?? []
+        var results: [Int: AssertResult] = [:]
+        var extra: [AssertResult] = []
+        for r in recs {
+            if r.kind == "assert", let i = r.index, let p = plan.first(where: { $0.index == i }), results[i] == nil {
+                results[i] = AssertResult(index: i, line: p.line, source: p.source, passed: r.passed == true,
+                                          exceptionType: r.excType, message: r.message)
+            } else if r.kind == "stmt" {
+                extra.append(AssertResult(index: -1, line: r.line ?? 0, source: "", passed: false,
+                                          exceptionType: r.excType, message: r.message))
+            }
+        }
+        let programError = recs.first(where: { $0.kind == "program_error" })
+        let done = recs.contains { $0.kind == "done" }
+        let whyNotRun: String
+        if let e = programError {
+            whyNotRun = "not run: the \(e.where ?? "program") raised \(e.excType ?? "an exception") at line \(e.line ?? 0)"
+        } else if status.timedOut {
+            whyNotRun = "not run: wall-clock limit of \(limits.wallSeconds) s reached"
+        } else if status.signal != 0 {
+            whyNotRun = "not run: the program was killed by signal \(status.signal)"
+        } else {
+            whyNotRun = "not run: the program exited (code \(status.exitCode)) before this assert"
+        }
+        report.asserts = plan.map { p in
+            results[p.index] ?? AssertResult(index: p.index, line: p.line, source: p.source, passed: false,
+                                             exceptionType: nil, message: whyNotRun)
+        } + extra
+        report.total = report.asserts.count
+        report.passed = report.asserts.filter(\.passed).count
+        report.failed = report.total - report.passed
+
+        let cpuKill = status.signal == SIGXCPU || (status.signal == SIGKILL && status.cpuMs >= Double(limits.cpuSeconds) * 1000)
+        if status.timedOut || cpuKill {
+            report.outcome = .timeout
+        } else if status.outputFlood {
+            report.outcome = .crashed
+            stderr += "\n[qcode-jail: output limit exceeded, program killed]"
+            report.stderr = stderr
+        } else if status.signal != 0 {
+            report.outcome = .crashed
+        } else if let e = programError {
+            report.outcome = .error
+            report.stderr = stderr + "\n[qcode: \(e.where ?? "program") raised \(e.excType ?? "?"): \(e.message ?? "")]"
+        } else if plan.isEmpty {
+            report.outcome = .error
+            report.stderr = stderr + "\n[qcode: the test file has no top-level assert statements]"
+        } else if done && report.failed == 0 {
+            report.outcome = .passed
+        } else {
+            report.outcome = .failed
+        }
+        return report
+    }
+}
