@@ -35,6 +35,14 @@ struct LineLexer {
         var awaitingBlock = false
         /// The last complete logical line is a decorator still waiting for its `def`/`class`.
         var awaitingDefinition = false
+        /// A `try` still waiting for its `except`/`finally`.
+        var awaitingHandler = false
+        /// Text to append to the complete lines before parsing them, so that
+        /// constructs the grammar only accepts whole (a `try` without its
+        /// handler, a decorator without its `def`) do not read as errors.
+        var probe: [UInt8] = []
+        /// Where the string left open at the end of the text starts.
+        var openStringStart: Int?
         /// Open block depth at the end of the text.
         var indentDepth = 0
         var lineCount = 0
@@ -46,6 +54,17 @@ struct LineLexer {
     static let statementKeywords: Set<String> = [
         "def", "class", "return", "import", "from", "while", "try", "except", "finally",
         "with", "pass", "break", "continue", "raise", "del", "global", "nonlocal", "assert", "elif",
+    ]
+    /// Of those, the ones that can only start a statement (after a line start,
+    /// `;`, a one-line header's `:`, or `async`).
+    static let statementStarters: Set<String> = [
+        "def", "class", "return", "while", "try", "except", "finally", "with", "pass", "break",
+        "continue", "raise", "del", "global", "nonlocal", "assert", "elif",
+    ]
+    /// Words that may start a line ending in `:` (a block header).
+    static let headerStarters: Set<String> = [
+        "if", "elif", "else", "for", "while", "try", "except", "finally", "with", "def", "class",
+        "async", "match", "case",
     ]
 
     private static func isIdentStart(_ c: UInt8) -> Bool {
@@ -72,17 +91,34 @@ struct LineLexer {
         var lastToken: UInt8 = 0
         var pendingHeader = false
         var pendingDecorator = false
+        var firstWord = ""
+        var lastWord = ""
+        // For `x * *y`: a star right after a binary operator.
+        var prevBinaryOp = false
+        var prevEnd = -1
+        var prevByte: UInt8 = 0
+        // Open `try` statements still waiting for a handler: indentation width and text.
+        var tries: [(w8: Int, indent: ArraySlice<UInt8>)] = []
+        var lastIndent: ArraySlice<UInt8> = []
+        // The same facts as of the end of the last complete logical line.
+        var completeTries = tries
+        var completeDecorator = false
+        var decoratorIndent: ArraySlice<UInt8> = []
         var continuationAtEnd = false
         var stringOpenAtEnd = false
         // CPython compares indentation twice, tabs as 8 columns and as 1, and
         // rejects code where the two comparisons disagree (TabError).
         var indents: [(w8: Int, w1: Int)] = [(0, 0)]
 
-        func token(_ first: UInt8, _ last: UInt8, end: Int) {
-            if !lineHasTokens { firstToken = first }
+        func token(_ first: UInt8, _ last: UInt8, end: Int, word: String = "", binaryOp: Bool = false) {
+            if !lineHasTokens { firstToken = first; firstWord = word }
             lineHasTokens = true
             lastToken = last
+            lastWord = word
             r.contentEnd = end
+            prevBinaryOp = binaryOp
+            prevEnd = end
+            prevByte = last
         }
         func issue(_ offset: Int, _ message: String) {
             r.issues.append(Issue(offset: offset, message: message))
@@ -101,6 +137,16 @@ struct LineLexer {
                 // Neither does a line still being typed at the end of the text
                 // with nothing but blanks on it.
                 if j < n, b[j] != 0x0A, b[j] != 0x0D, b[j] != 0x23 {
+                    var k = j
+                    while k < n, isIdentChar(b[k]) { k += 1 }
+                    let word = String(decoding: b[j..<k], as: UTF8.self)
+                    while let t = tries.last, t.w8 >= w8 {
+                        tries.removeLast()
+                        if t.w8 == w8, word == "except" || word == "finally" { break }
+                        issue(j, "expected 'except' or 'finally' block")
+                    }
+                    if word == "try" { tries.append((w8, b[i..<j])) }
+                    lastIndent = b[i..<j]
                     let top = indents[indents.count - 1]
                     if pendingHeader {
                         if w8 <= top.w8 {
@@ -153,6 +199,12 @@ struct LineLexer {
                     if lineHasTokens {
                         pendingHeader = lastToken == 0x3A  // ':'
                         pendingDecorator = firstToken == 0x40  // '@'
+                        if pendingHeader, !headerStarters.contains(firstWord) {
+                            issue(logicalStart, "':' ends a line that is not a block header")
+                        }
+                        completeTries = tries
+                        completeDecorator = pendingDecorator
+                        decoratorIndent = lastIndent
                     }
                     lineHasTokens = false
                     logicalStart = i
@@ -178,6 +230,7 @@ struct LineLexer {
             case 0x22, 0x27:  // " '
                 let (end, open) = scanString(b, from: i, quoteAt: i, into: &r)
                 stringOpenAtEnd = open
+                if open { r.openStringStart = i }
                 token(c, c, end: end)
                 i = end
             default:
@@ -187,21 +240,38 @@ struct LineLexer {
                     if j < n, b[j] == 0x22 || b[j] == 0x27, isStringPrefix(b[i..<j]) {
                         let (end, open) = scanString(b, from: i, quoteAt: j, into: &r)
                         stringOpenAtEnd = open
+                        if open { r.openStringStart = i }
                         token(c, b[j], end: end)
                         i = end
                     } else {
-                        if !brackets.isEmpty, j - i <= 8 {
-                            let word = String(decoding: b[i..<j], as: UTF8.self)
-                            if statementKeywords.contains(word) {
-                                let open = brackets[brackets.count - 1]
-                                issue(i, "'\(word)' cannot appear inside '\(String(UnicodeScalar(open.byte)))'")
-                            }
+                        let word = j - i <= 8 ? String(decoding: b[i..<j], as: UTF8.self) : ""
+                        if !brackets.isEmpty, statementKeywords.contains(word) {
+                            let open = brackets[brackets.count - 1]
+                            issue(i, "'\(word)' cannot appear inside '\(String(UnicodeScalar(open.byte)))'")
+                        } else if statementStarters.contains(word), lineHasTokens, lastToken != 0x3B, lastToken != 0x3A,
+                                  lastWord != "async" {
+                            issue(i, "unexpected '\(word)': it can only start a statement")
                         }
-                        token(c, b[j - 1], end: j)
+                        token(c, b[j - 1], end: j, word: word)
                         i = j
                     }
                 } else {
-                    token(c, c, end: i + 1)
+                    let adjacent = prevEnd == i
+                    var binary = false
+                    switch c {
+                    case 0x2A:  // '*': a star expression right after a binary operator is never valid
+                        if !(adjacent && prevByte == 0x2A), prevBinaryOp, lineHasTokens {
+                            issue(i, "unexpected '*' after an operator")
+                        }
+                        binary = true
+                    case 0x2B, 0x2D, 0x2F, 0x25, 0x40, 0x3C, 0x3E, 0x26, 0x7C, 0x5E, 0x7E:  // + - / % @ < > & | ^ ~
+                        binary = true
+                    case 0x3D:  // '=': only ==, <=, >=, != compare
+                        binary = adjacent && (prevByte == 0x3D || prevByte == 0x21 || prevByte == 0x3C || prevByte == 0x3E)
+                    default:
+                        break
+                    }
+                    token(c, c, end: i + 1, binaryOp: binary)
                     i += 1
                 }
             }
@@ -220,6 +290,14 @@ struct LineLexer {
         r.awaitingBlock = lineHasTokens ? lastToken == 0x3A : pendingHeader
         r.awaitingDefinition = lineHasTokens ? firstToken == 0x40 : pendingDecorator
         r.indentDepth = indents.count - 1 + (r.awaitingBlock ? 1 : 0)
+        r.awaitingHandler = !tries.isEmpty
+        // Probe the complete lines: close a pending decorator with a def, then
+        // every open try (innermost first) with a finally at its indentation.
+        if completeDecorator || !completeTries.isEmpty {
+            r.probe = Array("\n".utf8)
+            if completeDecorator { r.probe += decoratorIndent + Array("def _(): pass\n".utf8) }
+            for t in completeTries.reversed() { r.probe += t.indent + Array("finally: pass\n".utf8) }
+        }
         return r
     }
 

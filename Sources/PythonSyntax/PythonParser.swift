@@ -46,7 +46,7 @@ public final class PythonParser {
         let lex = LineLexer.scan(bytes)
         let tree = parseTree(bytes, count: bytes.count, old: nil)
         let full = TreeFacts(tree: tree, bytes: bytes)
-        let complete = lex.completeEnd == bytes.count ? full : parsePrefix(bytes, lex.completeEnd)
+        let complete = lex.completeEnd == bytes.count && lex.probe.isEmpty ? full : parsePrefix(bytes, lex)
         return ParsedProgram(source: source, bytes: bytes, tree: tree, lex: lex, full: full, complete: complete)
     }
 
@@ -71,22 +71,33 @@ public final class PythonParser {
         // The complete logical lines are often text the parent already judged:
         // reuse that judgement instead of parsing them again.
         let complete: TreeFacts
-        if lex.completeEnd == bytes.count {
+        if lex.completeEnd == parent.lex.completeEnd {
+            complete = parent.complete  // same text, same probe
+        } else if !lex.probe.isEmpty {
+            complete = parsePrefix(bytes, lex)
+        } else if lex.completeEnd == bytes.count {
             complete = full
-        } else if lex.completeEnd == parent.lex.completeEnd {
-            complete = parent.complete
-        } else if lex.completeEnd == start {
+        } else if lex.completeEnd == start, parent.lex.probe.isEmpty {
             complete = parent.full
         } else {
-            complete = parsePrefix(bytes, lex.completeEnd)
+            complete = parsePrefix(bytes, lex)
         }
         return ParsedProgram(source: parent.source + text, bytes: bytes, tree: tree, lex: lex, full: full, complete: complete)
     }
 
-    private func parsePrefix(_ bytes: [UInt8], _ count: Int) -> TreeFacts {
-        let tree = parseTree(bytes, count: count, old: nil)
+    /// Facts for the complete logical lines alone, followed by the lexer's probe.
+    private func parsePrefix(_ bytes: [UInt8], _ lex: LineLexer.Result) -> TreeFacts {
+        let text = Array(bytes[..<lex.completeEnd]) + lex.probe
+        let tree = parseTree(text, count: text.count, old: nil)
         defer { ts_tree_delete(tree) }
-        return TreeFacts(tree: tree, bytes: Array(bytes[..<count]))
+        var facts = TreeFacts(tree: tree, bytes: text)
+        // An error inside the probe still belongs to the real text before it.
+        for i in facts.errors.indices {
+            facts.errors[i].start = min(facts.errors[i].start, max(lex.completeEnd - 1, 0))
+            facts.errors[i].end = min(facts.errors[i].end, lex.completeEnd)
+        }
+        facts.functions.removeAll { $0.name == "_" && $0.line > lex.lineCount }
+        return facts
     }
 
     private func parseTree(_ bytes: [UInt8], count: Int, old: OpaquePointer?) -> OpaquePointer {

@@ -16,14 +16,16 @@ enum Verdict {
             found.append((e.start, message(e, bytes)))
         }
         let verdict: SyntaxVerdict
-        let awaiting = lex.awaitingBlock || lex.awaitingDefinition
+        let awaiting = lex.awaitingBlock || lex.awaitingDefinition || lex.awaitingHandler
         if !found.isEmpty {
             verdict = .broken
         } else if lex.completeEnd == bytes.count {
             verdict = awaiting ? .incomplete : .valid
         } else {
             let tail = full.errors.filter { $0.end > lex.completeEnd }
-            let followed = tail.filter { $0.end < lex.contentEnd }
+            // Text inside a string left open at the end cannot repair anything before it.
+            let repairFrom = min(lex.contentEnd, lex.openStringStart ?? lex.contentEnd)
+            let followed = tail.filter { $0.end < repairFrom }
             if !followed.isEmpty {
                 verdict = .broken
                 found = followed.map { ($0.start, message($0, bytes)) }
