@@ -10,11 +10,16 @@ let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().delet
 let mbppDir = repoRoot.deletingLastPathComponent().appendingPathComponent("shared/data/mbpp")
 
 /// A language model that answers from a script keyed by the code so far.
-struct ScriptedModel: LanguageModel {
+final class ScriptedModel: LanguageModel {
     /// Code so far (lines joined by "\n") → the choices for the next line.
-    var lines: [String: [CompletionChoice]]
-    var programs: [CompletionChoice] = []
+    let lines: [String: [CompletionChoice]]
+    let programs: [CompletionChoice]
     let prompts = Mutex<[String]>([])
+
+    init(lines: [String: [CompletionChoice]], programs: [CompletionChoice] = []) {
+        self.lines = lines
+        self.programs = programs
+    }
 
     func complete(_ request: CompletionRequest) async throws -> CompletionResponse {
         prompts.withLock { $0.append(request.prompt) }
@@ -37,14 +42,13 @@ func line(_ text: String, _ logprob: Double = -0.1, finish: FinishReason = .stop
 }
 
 /// Records jobs and passes programs containing a marker.
-struct ScriptedVerifier: ProgramVerifier {
+final class ScriptedVerifier: ProgramVerifier {
     let jobs = Mutex<[JailJob]>([])
     func run(_ job: JailJob) async throws -> TestReport {
         jobs.withLock { $0.append(job) }
         let pass = job.program.contains("return a + b")
-        return TestReport(outcome: pass ? .passed : .failed, passed: pass ? 1 : 0, failed: pass ? 0 : 1, total: 1,
-                          asserts: [], stdout: "", stderr: "", wallMs: 1, cpuMs: 1, signal: nil, syntaxError: nil,
-                          isolation: .namespaces)
+        let json = #"{"outcome":"\#(pass ? "passed" : "failed")","passed":\#(pass ? 2 : 0),"failed":\#(pass ? 0 : 2),"total":2,"asserts":[],"stdout":"","stderr":"","wallMs":1,"cpuMs":1,"isolation":"namespaces"}"#
+        return try JSONDecoder().decode(TestReport.self, from: Data(json.utf8))
     }
 }
 
