@@ -112,6 +112,9 @@ let hostileCases: [HostileCase] = [
     HostileCase(name: "mount", program: attempt("r = errno_of(libc.mount(b'none', b'/tmp', b'tmpfs', 0, None))"), tests: "assert r == 'errno1'") { $0.outcome == .passed },
     HostileCase(name: "unshare", program: attempt("r = errno_of(libc.unshare(0x10000000))"), tests: "assert r == 'errno1'") { $0.outcome == .passed },
     HostileCase(name: "clone3", program: attempt("r = errno_of(libc.syscall(435, 0, 0))"), tests: "assert r == 'errno38'") { $0.outcome == .passed },
+    HostileCase(name: "x32 syscall ABI", program: "import ctypes\nctypes.CDLL(None).syscall(0x40000000 + 41, 2, 1, 0)\n", tests: "assert True") {
+        $0.outcome == .crashed && $0.signal == SIGSYS
+    },
     expectDenied("chroot", "os.chroot('/tmp')", as: "PermissionError"),
     expectDenied("sethostname", "socket.sethostname('evil')", as: "PermissionError"),
     // Exit-code cheats: the verdict must come from the asserts.
