@@ -64,8 +64,7 @@ public struct Jail: Sendable {
     func runDetailed(_ job: JailJob, noUserNamespaces: Bool = false) async throws -> (report: TestReport, status: LauncherStatus) {
         try Task.checkCancellation()
         let nonce = Jail.makeNonce()
-        let payload: [String: String] = ["nonce": nonce, "program": job.program, "tests": job.tests, "setup": job.setup]
-        let stdin = try JSONSerialization.data(withJSONObject: payload)
+        let stdin = Harness.frame(nonce: nonce, job: job)
         let handle = LauncherHandle()
         let output = try await withTaskCancellationHandler {
             try await Spawner.run(executable: launcher.path, arguments: arguments(noUserNamespaces: noUserNamespaces),

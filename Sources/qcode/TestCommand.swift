@@ -1,6 +1,95 @@
 import ArgumentParser
+import Foundation
+import Sandbox
 
 // Owned by the Sandbox work (issue 4).
 struct TestCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "test", abstract: "Run a solution against a test file in the jail.")
+    static let configuration = CommandConfiguration(
+        commandName: "test",
+        abstract: "Run a solution against a test file in the jail.",
+        discussion: """
+            Each top-level assert in TESTS runs separately; the verdict comes from the asserts, \
+            not from the program's exit code. Exit status: 0 passed, 1 failed (or timeout, crash, error), \
+            2 usage or I/O error.
+            """)
+
+    @Argument(help: "The Python program under test.") var solution: String
+    @Argument(help: "A Python file of top-level assert statements.") var tests: String
+    @Option(help: "Python code run before the program (MBPP test_setup_code).") var setup: String?
+    @Option(help: "Wall-clock limit in seconds.") var timeout: Double = JailLimits.default.wallSeconds
+    @Flag(help: "Print the verdict as JSON.") var json = false
+
+    func validate() throws {
+        guard timeout > 0, timeout <= 3600 else { throw ValidationError("--timeout must be between 0 and 3600 seconds") }
+    }
+
+    func run() async throws {
+        let program = try read(solution, what: "solution")
+        let testSource = try read(tests, what: "tests")
+        let setupSource = try setup.map { try read($0, what: "setup") } ?? ""
+        var limits = JailLimits.default
+        limits.wallSeconds = timeout
+        limits.cpuSeconds = max(1, min(limits.cpuSeconds, Int(timeout.rounded(.up))))
+        let report: TestReport
+        do {
+            report = try await Jail(limits: limits).run(JailJob(program: program, tests: testSource, setup: setupSource))
+        } catch let error as JailError {
+            fail(error.description)
+        }
+        if json {
+            printJSON(report)
+        } else {
+            printHuman(report)
+        }
+        if report.outcome != .passed { throw ExitCode(1) }
+    }
+
+    private func read(_ path: String, what: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            fail("cannot read the \(what) file \(path): check the path and its permissions")
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    private func fail(_ message: String) -> Never {
+        FileHandle.standardError.write(Data("qcode test: \(message)\n".utf8))
+        Foundation.exit(2)
+    }
+
+    private func printHuman(_ r: TestReport) {
+        if let syntax = r.syntaxError { print("✗ syntax error in \(solution): \(syntax)") }
+        for a in r.asserts {
+            let mark = a.passed ? "✓" : "✗"
+            var line = "\(mark) \(tests):\(a.line) \(a.source.isEmpty ? "(statement)" : a.source)"
+            if !a.passed {
+                let detail = [a.exceptionType, a.message].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
+                if !detail.isEmpty { line += " — \(detail)" }
+            }
+            print(line)
+        }
+        if r.outcome != .passed && !r.stderr.isEmpty {
+            print("--- stderr ---\n\(r.stderr.suffix(2000))")
+        }
+        let extra = r.signal.map { ", signal \($0)" } ?? ""
+        print("\(r.outcome.rawValue): \(r.passed)/\(r.total) asserts passed in \(String(format: "%.0f", r.wallMs)) ms\(extra) [\(r.isolation.rawValue)]")
+    }
+
+    private func printJSON(_ r: TestReport) {
+        struct Out: Encodable {
+            var passed, failed, total: Int
+            var outcome: String
+            var asserts: [AssertResult]
+            var wall_ms, cpu_ms: Double
+            var signal: Int32?
+            var syntax_error: String?
+            var isolation: String
+            var stdout, stderr: String
+        }
+        let out = Out(passed: r.passed, failed: r.failed, total: r.total, outcome: r.outcome.rawValue, asserts: r.asserts,
+                      wall_ms: (r.wallMs * 10).rounded() / 10, cpu_ms: (r.cpuMs * 10).rounded() / 10, signal: r.signal,
+                      syntax_error: r.syntaxError, isolation: r.isolation.rawValue, stdout: r.stdout, stderr: r.stderr)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        if let data = try? enc.encode(out) { print(String(decoding: data, as: UTF8.self)) }
+    }
 }
