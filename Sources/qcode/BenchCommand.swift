@@ -1,0 +1,90 @@
+import ArgumentParser
+import CodeDomain
+import Foundation
+
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure a method on MBPP-style data: the search sees the first assert, all asserts score.",
+        discussion: """
+        Resumable: with --out, tasks already in the report are skipped when the settings match.
+        Example: qcode bench ../shared/data/mbpp/validation.jsonl --method qstar --value logprob --limit 30 --out reports/qstar.json
+        """)
+
+    @Argument(help: "An MBPP JSONL file.")
+    var data: String
+
+    @Option(help: "Use only the first N tasks.")
+    var limit: Int?
+
+    @Option(help: "Skip the first N tasks.")
+    var offset: Int = 0
+
+    @Option(help: "How many asserts the search may see.")
+    var visible: Int = 1
+
+    @Option(help: "Write the JSON report here (and resume from it).")
+    var out: String?
+
+    @OptionGroup var search: SearchOptions
+    @OptionGroup var llm: LLMOptions
+
+    func run() async throws {
+        let all = try TaskLoader.mbppFile(URL(fileURLWithPath: data))
+        let tasks = Array(all.dropFirst(offset).prefix(limit ?? all.count))
+        guard !tasks.isEmpty else { throw ValidationError("no tasks selected from \(data) (offset \(offset), limit \(limit ?? 0))") }
+        let value = try search.valueModel()
+        let settings = [
+            "k": String(search.k), "lambda": String(search.lambda), "agg": search.agg.rawValue,
+            "budget_tokens": String(search.budgetTokens), "samples": String(search.samples),
+            "temperature": String(search.temperature), "seed": String(search.seed), "visible": String(visible),
+        ]
+        let valueName = search.method == .qstar ? value.name : "-"
+        var report = BenchReport(data: data, method: search.method.rawValue, value: valueName, settings: settings, tasks: [])
+        if let out, let existing = try? Data(contentsOf: URL(fileURLWithPath: out)) {
+            let previous = try BenchReport.decoder().decode(BenchReport.self, from: existing)
+            guard previous.method == report.method, previous.value == report.value, previous.settings == settings else {
+                throw UserError("\(out) holds a report with other settings (\(previous.method)/\(previous.value) \(previous.settings)): choose another --out or delete it")
+            }
+            report.tasks = previous.tasks
+        }
+        let done = Set(report.tasks.map(\.taskId))
+        let engine = try Engine.make(llm, timeout: search.timeout)
+        let bench = Benchmark(solver: Solver(model: engine.model, verifier: engine.jail), scorer: engine.jail, visible: visible)
+        let bar = ProgressBar()
+        do {
+            for (i, task) in tasks.enumerated() where !done.contains(task.id) {
+                let passed = report.tasks.filter(\.passed).count
+                bar.update("[\(i + 1)/\(tasks.count)] task \(task.id)  pass \(passed)/\(report.tasks.count)")
+                var result: BenchTaskResult
+                do {
+                    result = try await bench.run(task, options: search.solveOptions, value: value)
+                } catch is CancellationError {
+                    throw CancellationError()
+                } catch {
+                    // One task's failure (a server hiccup) is recorded, not fatal.
+                    result = .empty(task, error: String(describing: error))
+                }
+                report.tasks.append(result)
+                report.recompute()
+                if let out { try save(report, to: out) }
+            }
+        } catch {
+            bar.clear()
+            await engine.shutdown()
+            throw error
+        }
+        bar.clear()
+        await engine.shutdown()
+        print(BenchReport.markdownHeader)
+        print(report.markdownRow)
+        if let rate = report.challengePassRate { print(String(format: "challenge tests passed: %.1f%%", rate * 100)) }
+        let errors = report.tasks.filter { $0.error != nil }
+        if !errors.isEmpty { print("\(errors.count) task(s) failed with errors, first: \(errors[0].error!)") }
+    }
+
+    func save(_ report: BenchReport, to path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try BenchReport.encoder().encode(report).write(to: url, options: .atomic)
+    }
+}
