@@ -110,7 +110,7 @@ public struct Benchmark: Sendable {
         self.visible = visible
     }
 
-    public func run(_ task: CodeTask, options: SolveOptions, value: ValueModel<CodeState, CodeAction>) async throws -> BenchTaskResult {
+    public func run(_ task: CodeTask, options: SolveOptions, value: CodeValueModel) async throws -> BenchTaskResult {
         let started = ContinuousClock.now
         var result = BenchTaskResult.empty(task)
         let outcome = try await solver.solve(task.visible(visible), options: options, value: value)

@@ -24,6 +24,21 @@ public struct SolveOptions: Sendable, Hashable {
     public init() {}
 }
 
+/// A value model for code: built per task, since a learned model reads the
+/// task (its text, its entry point) as well as the code.
+public struct CodeValueModel: Sendable {
+    public let name: String
+    public let make: @Sendable (CodeTask) -> ValueModel<CodeState, CodeAction>
+
+    public init(name: String, make: @escaping @Sendable (CodeTask) -> ValueModel<CodeState, CodeAction>) {
+        self.name = name
+        self.make = make
+    }
+
+    public static let zero = CodeValueModel(name: "zero") { _ in .zero }
+    public static let logprob = CodeValueModel(name: "logprob") { _ in .logprob }
+}
+
 /// A solve's answer and its evidence.
 public struct SolveOutcome: Sendable {
     public var method: SolveMethod
@@ -48,7 +63,7 @@ public struct Solver: Sendable {
     }
 
     public func solve(_ task: CodeTask, options: SolveOptions,
-                      value: ValueModel<CodeState, CodeAction> = .logprob,
+                      value: CodeValueModel = .logprob,
                       progress: (@Sendable (SearchProgress) -> Void)? = nil) async throws -> SolveOutcome {
         var step = options.step
         step.temperature = options.temperature
@@ -58,7 +73,7 @@ public struct Solver: Sendable {
         case .qstar:
             let settings = SearchSettings(k: options.k, lambda: options.lambda, aggregation: options.aggregation,
                                           budget: options.budget, seed: options.seed, maxDepth: step.maxLines)
-            result = try await QStarSearch(domain: domain, value: value, settings: settings).run(progress: progress)
+            result = try await QStarSearch(domain: domain, value: value.make(task), settings: settings).run(progress: progress)
         case .greedy:
             result = try await Sampler(domain: domain).greedy()
         case .bestOfN:

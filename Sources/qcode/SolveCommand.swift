@@ -105,7 +105,7 @@ struct SearchOptions: ParsableArguments {
         return o
     }
 
-    func valueModel() throws -> ValueModel<CodeState, CodeAction> {
+    func valueModel() throws -> CodeValueModel {
         switch value {
         case "zero": return .zero
         case "logprob": return .logprob
