@@ -140,7 +140,8 @@ struct LineLexer {
                     var k = j
                     while k < n, isIdentChar(b[k]) { k += 1 }
                     let word = String(decoding: b[j..<k], as: UTF8.self)
-                    while let t = tries.last, t.w8 >= w8 {
+                    // A word cut by the end of the text may still grow (`exc` → `except`).
+                    while k < n, let t = tries.last, t.w8 >= w8 {
                         tries.removeLast()
                         if t.w8 == w8, word == "except" || word == "finally" { break }
                         issue(j, "expected 'except' or 'finally' block")
@@ -244,7 +245,8 @@ struct LineLexer {
                         token(c, b[j], end: end)
                         i = end
                     } else {
-                        let word = j - i <= 8 ? String(decoding: b[i..<j], as: UTF8.self) : ""
+                        // A word cut by the end of the text may still grow (`pass` → `password`).
+                        let word = j - i <= 8 && j < n ? String(decoding: b[i..<j], as: UTF8.self) : ""
                         if !brackets.isEmpty, statementKeywords.contains(word) {
                             let open = brackets[brackets.count - 1]
                             issue(i, "'\(word)' cannot appear inside '\(String(UnicodeScalar(open.byte)))'")

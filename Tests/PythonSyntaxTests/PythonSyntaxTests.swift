@@ -18,6 +18,11 @@ import Testing
         #expect(verdict("@cache\n") == .incomplete)
         #expect(verdict("def f():\n    try:\n        x = 1\n") == .incomplete)
         #expect(verdict("def f():\n    try:\n        x = 1\n    except ValueError:\n        pass\n") == .valid)
+        // Text cut mid-word: the word may still grow into something valid.
+        #expect(verdict("try:\n    x = 1\nexc") == .incomplete)
+        #expect(verdict("y = f(pass") == .incomplete)
+        #expect(verdict("y = f(pass)\n") == .broken)
+        #expect(verdict("try:\n    x = 1\nexcept") == .incomplete)
     }
 
     @Test func completeProgramIsValid() {
