@@ -156,6 +156,7 @@ enum SyntaxBench {
             programs.append(code.unicodeScalars.split(separator: "\n").map { String($0) + "\n" })
         }
         var full: [Double] = [], incremental: [Double] = [], whole: [Double] = []
+        var longFull: [Double] = [], longIncremental: [Double] = []  // prefixes of 10 lines or more
         let clock = ContinuousClock()
         func micros(_ d: Duration) -> Double {
             Double(d.components.seconds) * 1e6 + Double(d.components.attoseconds) / 1e12
@@ -164,7 +165,7 @@ enum SyntaxBench {
             for lines in programs {
                 var parent = parser.parse("")
                 var prefix = ""
-                for line in lines {
+                for (index, line) in lines.enumerated() {
                     prefix += line
                     var fresh: ParsedProgram?
                     full.append(micros(clock.measure { fresh = parser.parse(prefix) }))
@@ -172,6 +173,10 @@ enum SyntaxBench {
                     incremental.append(micros(clock.measure { child = parser.extend(parent, appending: line) }))
                     precondition(child!.report == fresh!.report, "incremental and full reports differ")
                     parent = child!
+                    if index >= 9 {
+                        longFull.append(full.last!)
+                        longIncremental.append(incremental.last!)
+                    }
                 }
                 whole.append(full.last ?? 0)
             }
@@ -186,5 +191,7 @@ enum SyntaxBench {
         print("full parse of a prefix:           \(stats(full))")
         print("incremental extend by one line:   \(stats(incremental))")
         print("full parse of a whole solution:   \(stats(whole))")
+        print("prefixes of 10+ lines, full:      \(stats(longFull))")
+        print("prefixes of 10+ lines, extend:    \(stats(longIncremental))")
     }
 }
