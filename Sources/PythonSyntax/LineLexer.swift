@@ -103,6 +103,9 @@ struct LineLexer {
         // The same facts as of the end of the last complete logical line.
         var completeTries = tries
         var completeDecorator = false
+        // The previous logical line, to name a forgotten ':' for what it is.
+        var previousFirstWord = ""
+        var previousEnd = 0
         var decoratorIndent: ArraySlice<UInt8> = []
         var continuationAtEnd = false
         var stringOpenAtEnd = false
@@ -157,7 +160,11 @@ struct LineLexer {
                         }
                         if w8 > top.w8 { indents.append((w8, w1)) }
                     } else if w8 > top.w8 {
-                        issue(j, "unexpected indent")
+                        if headerStarters.contains(previousFirstWord), previousFirstWord != "match", previousFirstWord != "case" {
+                            issue(previousEnd, "expected ':'")
+                        } else {
+                            issue(j, "unexpected indent")
+                        }
                         indents.append((w8, w1))
                     } else if w8 < top.w8 {
                         while indents.count > 1, indents[indents.count - 1].w8 > w8 { indents.removeLast() }
@@ -206,6 +213,8 @@ struct LineLexer {
                         completeTries = tries
                         completeDecorator = pendingDecorator
                         decoratorIndent = lastIndent
+                        previousFirstWord = firstWord
+                        previousEnd = r.contentEnd
                     }
                     lineHasTokens = false
                     logicalStart = i

@@ -12,12 +12,11 @@
 enum Verdict {
     static func report(bytes: [UInt8], lex: LineLexer.Result, full: TreeFacts, complete: TreeFacts) -> SyntaxReport {
         var found: [(offset: Int, message: String)] = lex.issues.map { ($0.offset, $0.message) }
-        // The lexer's issues are precise; tree errors beside them are mostly
-        // their echo, so they are reported only when the lexer found nothing.
-        if found.isEmpty {
-            for e in complete.errors {
-                found.append((e.start, message(e, bytes)))
-            }
+        // The lexer's issues are precise; a tree error spanning one of them is
+        // its echo (`return x)` around the stray `)`), so it is left out.
+        let lexerOffsets = found.map(\.offset)
+        for e in complete.errors where !lexerOffsets.contains(where: { e.start <= $0 && $0 <= e.end }) {
+            found.append((e.start, message(e, bytes)))
         }
         let verdict: SyntaxVerdict
         let awaiting = lex.awaitingBlock || lex.awaitingDefinition || lex.awaitingHandler

@@ -62,6 +62,13 @@ import Testing
         #expect(issue.message.contains("="))
     }
 
+    @Test func forgottenColonIsNamed() throws {
+        let report = parser.parse("def f(x):\n    for i in range(x)\n        print(i)\n").report
+        #expect(report.verdict == .broken)
+        let issue = try #require(report.issues.first)
+        #expect(issue.line == 2 && issue.column == 22 && issue.message == "expected ':'")
+    }
+
     @Test func columnsCountCharactersNotBytes() throws {
         let report = parser.parse("s = 'é' + 'ü')\n").report
         let issue = try #require(report.issues.first)
