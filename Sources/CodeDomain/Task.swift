@@ -22,7 +22,7 @@ public struct CodeTask: Sendable, Hashable, Codable {
         self.tests = tests
         self.setup = setup
         self.challengeTests = challengeTests
-        self.entryPoint = entryPoint ?? tests.lazy.compactMap(TestFile.calledFunction).first
+        self.entryPoint = entryPoint ?? tests.lazy.compactMap { CodeDomain.entryPoint(fromTest: $0)?.name }.first
         self.reference = reference
     }
 
@@ -157,20 +157,6 @@ public enum TestFile {
         }
         flush()
         return statements
-    }
-
-    /// The first function called in an `assert f(…) …` test, e.g. `f`.
-    public static func calledFunction(_ test: String) -> String? {
-        let body = test.split(separator: "\n").last.map(String.init) ?? test
-        guard let assertRange = body.range(of: "assert") else { return nil }
-        var rest = body[assertRange.upperBound...].drop(while: { $0 == " " || $0 == "(" })
-        rest = rest.drop(while: { $0 == " " })
-        for prefix in ["not ", "set(", "sorted(", "list(", "tuple(", "round(", "abs(", "math.isclose(", "str("] where rest.hasPrefix(prefix) {
-            rest = rest.dropFirst(prefix.count).drop(while: { $0 == " " || $0 == "(" })
-        }
-        let name = rest.prefix(while: { $0.isLetter || $0.isNumber || $0 == "_" })
-        guard !name.isEmpty, rest.dropFirst(name.count).first == "(" else { return nil }
-        return String(name)
     }
 
     static func bracketDelta(_ line: String) -> Int {

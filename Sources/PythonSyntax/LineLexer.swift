@@ -103,6 +103,9 @@ struct LineLexer {
         // The same facts as of the end of the last complete logical line.
         var completeTries = tries
         var completeDecorator = false
+        // The previous logical line, to name a forgotten ':' for what it is.
+        var previousFirstWord = ""
+        var previousEnd = 0
         var decoratorIndent: ArraySlice<UInt8> = []
         var continuationAtEnd = false
         var stringOpenAtEnd = false
@@ -140,7 +143,8 @@ struct LineLexer {
                     var k = j
                     while k < n, isIdentChar(b[k]) { k += 1 }
                     let word = String(decoding: b[j..<k], as: UTF8.self)
-                    while let t = tries.last, t.w8 >= w8 {
+                    // A word cut by the end of the text may still grow (`exc` → `except`).
+                    while k < n, let t = tries.last, t.w8 >= w8 {
                         tries.removeLast()
                         if t.w8 == w8, word == "except" || word == "finally" { break }
                         issue(j, "expected 'except' or 'finally' block")
@@ -156,7 +160,11 @@ struct LineLexer {
                         }
                         if w8 > top.w8 { indents.append((w8, w1)) }
                     } else if w8 > top.w8 {
-                        issue(j, "unexpected indent")
+                        if headerStarters.contains(previousFirstWord), previousFirstWord != "match", previousFirstWord != "case" {
+                            issue(previousEnd, "expected ':'")
+                        } else {
+                            issue(j, "unexpected indent")
+                        }
                         indents.append((w8, w1))
                     } else if w8 < top.w8 {
                         while indents.count > 1, indents[indents.count - 1].w8 > w8 { indents.removeLast() }
@@ -205,6 +213,8 @@ struct LineLexer {
                         completeTries = tries
                         completeDecorator = pendingDecorator
                         decoratorIndent = lastIndent
+                        previousFirstWord = firstWord
+                        previousEnd = r.contentEnd
                     }
                     lineHasTokens = false
                     logicalStart = i
@@ -244,7 +254,8 @@ struct LineLexer {
                         token(c, b[j], end: end)
                         i = end
                     } else {
-                        let word = j - i <= 8 ? String(decoding: b[i..<j], as: UTF8.self) : ""
+                        // A word cut by the end of the text may still grow (`pass` → `password`).
+                        let word = j - i <= 8 && j < n ? String(decoding: b[i..<j], as: UTF8.self) : ""
                         if !brackets.isEmpty, statementKeywords.contains(word) {
                             let open = brackets[brackets.count - 1]
                             issue(i, "'\(word)' cannot appear inside '\(String(UnicodeScalar(open.byte)))'")

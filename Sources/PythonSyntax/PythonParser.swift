@@ -90,13 +90,12 @@ public final class PythonParser {
         let text = Array(bytes[..<lex.completeEnd]) + lex.probe
         let tree = parseTree(text, count: text.count, old: nil)
         defer { ts_tree_delete(tree) }
-        var facts = TreeFacts(tree: tree, bytes: text)
+        var facts = TreeFacts(tree: tree, bytes: text, functionsBefore: lex.completeEnd)
         // An error inside the probe still belongs to the real text before it.
         for i in facts.errors.indices {
             facts.errors[i].start = min(facts.errors[i].start, max(lex.completeEnd - 1, 0))
             facts.errors[i].end = min(facts.errors[i].end, lex.completeEnd)
         }
-        facts.functions.removeAll { $0.name == "_" && $0.line > lex.lineCount }
         return facts
     }
 
@@ -169,7 +168,9 @@ struct TreeFacts: Sendable {
     var errors: [ErrorNode] = []
     var functions: [FunctionSignature] = []
 
-    init(tree: OpaquePointer, bytes: [UInt8]) {
+    /// `functionsBefore`: ignore definitions starting at or after this byte
+    /// (the probe's own `def _()`).
+    init(tree: OpaquePointer, bytes: [UInt8], functionsBefore: Int = .max) {
         let root = ts_tree_root_node(tree)
         if ts_node_has_error(root) { collectErrors(root) }
         let count = ts_node_named_child_count(root)
@@ -179,7 +180,7 @@ struct TreeFacts: Sendable {
                 node = Self.field(node, "definition")
             }
             if !ts_node_is_null(node), Self.type(node) == "function_definition", !ts_node_has_error(node),
-               let sig = Self.signature(node, bytes) {
+               Int(ts_node_start_byte(node)) < functionsBefore, let sig = Self.signature(node, bytes) {
                 functions.append(sig)
             }
         }

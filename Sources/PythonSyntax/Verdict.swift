@@ -12,7 +12,10 @@
 enum Verdict {
     static func report(bytes: [UInt8], lex: LineLexer.Result, full: TreeFacts, complete: TreeFacts) -> SyntaxReport {
         var found: [(offset: Int, message: String)] = lex.issues.map { ($0.offset, $0.message) }
-        for e in complete.errors {
+        // The lexer's issues are precise; a tree error spanning one of them is
+        // its echo (`return x)` around the stray `)`), so it is left out.
+        let lexerOffsets = found.map(\.offset)
+        for e in complete.errors where !lexerOffsets.contains(where: { e.start <= $0 && $0 <= e.end }) {
             found.append((e.start, message(e, bytes)))
         }
         let verdict: SyntaxVerdict

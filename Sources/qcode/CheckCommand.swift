@@ -1,6 +1,197 @@
 import ArgumentParser
+import CodeDomain
+import Foundation
+import PythonSyntax
 
 // Owned by the PythonSyntax work (issue 3).
 struct Check: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print the syntax verdict of a whole or partial Python program.")
+    static let configuration = CommandConfiguration(
+        abstract: "Print the syntax verdict of a whole or partial Python program.",
+        discussion: """
+            valid: complete and parses clean; incomplete: fine so far (an open block, an unfinished \
+            last line); broken: already wrong. Exit status 0 for valid/incomplete, 1 for broken, 2 when \
+            the input cannot be read.
+            """)
+
+    @Argument(help: "The program to check; - or nothing reads standard input.")
+    var file: String = "-"
+
+    @Flag(help: "Print {\"verdict\", \"errors\", \"entry_point_defined\", ...} as JSON.")
+    var json = false
+
+    @Option(name: .customLong("entry-point"), help: "Report whether the program defines this function.")
+    var entryPointName: String?
+
+    @Option(help: "A test file (assert lines); its first call names the entry point and its arity.")
+    var tests: String?
+
+    @Flag(name: .customLong("bench"), help: .hidden)
+    var bench = false
+
+    func validate() throws {
+        if entryPointName != nil && tests != nil {
+            throw ValidationError("give either --entry-point or --tests, not both")
+        }
+    }
+
+    func run() async throws {
+        let parser: PythonParser
+        do {
+            parser = try PythonParser()
+        } catch {
+            fail("\(error)")
+        }
+        if bench {
+            try SyntaxBench.run(parser: parser, trainPath: file == "-" ? "../shared/data/mbpp/train.jsonl" : file)
+            return
+        }
+        let source = read(file, what: "program")
+
+        var entry: EntryPoint?
+        var entryName = entryPointName
+        if let tests {
+            let text = read(tests, what: "tests")
+            entry = text.split(whereSeparator: \.isNewline).lazy.compactMap { entryPoint(fromTest: String($0)) }.first
+            guard let entry else { fail("no function call found in the tests \(tests): expected lines like `assert f(1, 2) == 3`") }
+            entryName = entry.name
+        }
+        let program = parser.parse(source)
+        let report = program.report
+        let defined: Bool? = entryName.map { name in report.functions.contains { $0.name == name } }
+        let arityMatches: Bool? = entry.map { codeFacts(program, entryPoint: $0).entryPointArityMatches }
+
+        if json {
+            let out = CheckOutput(verdict: report.verdict, errors: report.issues, entryPoint: entryName,
+                                  entryPointDefined: defined, entryPointArityMatches: arityMatches,
+                                  indentDepth: report.indentDepth, lineCount: report.lineCount)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(out), as: UTF8.self))
+        } else {
+            print(report.verdict.rawValue)
+            for issue in report.issues {
+                print("\(issue.line):\(issue.column): \(issue.message)")
+            }
+            if let entryName, let defined {
+                var line = "entry point \(entryName): " + (defined ? "defined" : "not defined")
+                if let entry, defined, let arityMatches {
+                    line += arityMatches ? " (accepts \(entry.arity) arguments)" : " (does not accept \(entry.arity) arguments)"
+                }
+                print(line)
+            }
+        }
+        if report.verdict == .broken { throw ExitCode(1) }
+    }
+
+    private func read(_ path: String, what: String) -> String {
+        let data: Data
+        if path == "-" {
+            data = FileHandle.standardInput.readDataToEndOfFile()
+        } else {
+            guard FileManager.default.fileExists(atPath: path) else {
+                fail("no such \(what) file: \(path) (use - to read standard input)")
+            }
+            do {
+                data = try Data(contentsOf: URL(fileURLWithPath: path))
+            } catch {
+                fail("cannot read the \(what) file \(path): \((error as NSError).localizedDescription); check the path and permissions")
+            }
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            fail("the \(what) in \(path == "-" ? "standard input" : path) is not UTF-8 text; Python source must be UTF-8")
+        }
+        return text
+    }
+
+    private func fail(_ message: String) -> Never {
+        FileHandle.standardError.write(Data("qcode check: \(message)\n".utf8))
+        Foundation.exit(2)
+    }
+}
+
+/// The `--json` shape. `entry_point_defined` is always present (null when no
+/// entry point was asked for) so consumers need not test for the key.
+private struct CheckOutput: Encodable {
+    var verdict: SyntaxVerdict
+    var errors: [SyntaxIssue]
+    var entryPoint: String?
+    var entryPointDefined: Bool?
+    var entryPointArityMatches: Bool?
+    var indentDepth: Int
+    var lineCount: Int
+
+    enum CodingKeys: String, CodingKey {
+        case verdict, errors
+        case entryPoint = "entry_point", entryPointDefined = "entry_point_defined"
+        case entryPointArityMatches = "entry_point_arity_matches"
+        case indentDepth = "indent_depth", lineCount = "line_count"
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(verdict, forKey: .verdict)
+        try c.encode(errors, forKey: .errors)
+        try c.encode(entryPoint, forKey: .entryPoint)
+        try c.encode(entryPointDefined, forKey: .entryPointDefined)
+        try c.encode(entryPointArityMatches, forKey: .entryPointArityMatches)
+        try c.encode(indentDepth, forKey: .indentDepth)
+        try c.encode(lineCount, forKey: .lineCount)
+    }
+}
+
+/// `qcode check --bench [TRAIN_JSONL]`: median µs per check over every
+/// line-boundary prefix of the MBPP train solutions, parsed from scratch and
+/// as an incremental extension of the previous prefix (what the search does).
+/// Hidden: a measurement for BENCHMARKS.md, not a user feature.
+enum SyntaxBench {
+    static func run(parser: PythonParser, trainPath: String, rounds: Int = 5) throws {
+        guard let text = try? String(contentsOf: URL(fileURLWithPath: trainPath), encoding: .utf8) else {
+            FileHandle.standardError.write(Data("qcode check --bench: cannot read \(trainPath); pass the MBPP train.jsonl path\n".utf8))
+            throw ExitCode(2)
+        }
+        var programs: [[String]] = []
+        for line in text.split(separator: "\n") {
+            guard let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let code = obj["code"] as? String else { continue }
+            programs.append(code.unicodeScalars.split(separator: "\n").map { String($0) + "\n" })
+        }
+        var full: [Double] = [], incremental: [Double] = [], whole: [Double] = []
+        var longFull: [Double] = [], longIncremental: [Double] = []  // prefixes of 10 lines or more
+        let clock = ContinuousClock()
+        func micros(_ d: Duration) -> Double {
+            Double(d.components.seconds) * 1e6 + Double(d.components.attoseconds) / 1e12
+        }
+        for _ in 0..<rounds {
+            for lines in programs {
+                var parent = parser.parse("")
+                var prefix = ""
+                for (index, line) in lines.enumerated() {
+                    prefix += line
+                    var fresh: ParsedProgram?
+                    full.append(micros(clock.measure { fresh = parser.parse(prefix) }))
+                    var child: ParsedProgram?
+                    incremental.append(micros(clock.measure { child = parser.extend(parent, appending: line) }))
+                    precondition(child!.report == fresh!.report, "incremental and full reports differ")
+                    parent = child!
+                    if index >= 9 {
+                        longFull.append(full.last!)
+                        longIncremental.append(incremental.last!)
+                    }
+                }
+                whole.append(full.last ?? 0)
+            }
+        }
+        func stats(_ xs: [Double]) -> String {
+            let s = xs.sorted()
+            let pick = { (q: Double) in s[min(s.count - 1, Int(q * Double(s.count)))] }
+            return String(format: "median %.1f µs, p90 %.1f µs (n=%d)", pick(0.5), pick(0.9), s.count)
+        }
+        let lineCounts = programs.map(\.count)
+        print("programs: \(programs.count), prefixes: \(lineCounts.reduce(0, +)), lines per program: median \(lineCounts.sorted()[lineCounts.count / 2]), rounds: \(rounds)")
+        print("full parse of a prefix:           \(stats(full))")
+        print("incremental extend by one line:   \(stats(incremental))")
+        print("full parse of a whole solution:   \(stats(whole))")
+        print("prefixes of 10+ lines, full:      \(stats(longFull))")
+        print("prefixes of 10+ lines, extend:    \(stats(longIncremental))")
+    }
 }
