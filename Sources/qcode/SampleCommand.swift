@@ -23,7 +23,7 @@ struct Sample: AsyncParsableCommand {
     @Option(help: "Code already written (a file), to sample the line after it.")
     var code: String?
 
-    @Option(help: "Calls to make in a row (the later ones reuse the cached prompt prefix).")
+    @Option(help: "Expansions to make in a row: each appends the previous call's first candidate line, as a search would, so the later calls show the prefix cache at work.")
     var repeats: Int = 1
 
     @Flag(help: "Print JSON.")
@@ -39,16 +39,19 @@ struct Sample: AsyncParsableCommand {
         let lines = try code.map { try String(contentsOfFile: $0, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).map(String.init) } ?? []
         let task = CodeTask(id: "sample", text: text.trimmingCharacters(in: .whitespacesAndNewlines), tests: [])
         let engine = try Engine.make(llm)
-        let prompt = PromptBuilder().prompt(for: task, lines: lines.last == "" ? Array(lines.dropLast()) : lines)
+        var code = lines.last == "" ? Array(lines.dropLast()) : lines
         var calls: [[String: Any]] = []
         var last: CompletionResponse?
         do {
             for i in 0..<max(1, repeats) {
                 let response = try await engine.model.complete(CompletionRequest(
-                    prompt: prompt, n: k, maxTokens: 80, stop: ["\n"], sampling: Sampling(temperature: temperature),
+                    prompt: PromptBuilder().prompt(for: task, lines: code), n: k, maxTokens: 80, stop: ["\n"], sampling: Sampling(temperature: temperature),
                     seed: seed &+ UInt64(i), slot: 0))
                 last = response
                 calls.append(Self.usageJSON(response.usage))
+                if let next = response.choices.first(where: { !$0.text.trimmingCharacters(in: .whitespaces).isEmpty }) {
+                    code.append(next.text)
+                }
             }
         } catch {
             await engine.shutdown()
@@ -69,9 +72,15 @@ struct Sample: AsyncParsableCommand {
                 print(String(format: "%8.3f  %7.3f/tok  %2d tok  %@  %@", c.logprobSum, c.logprobMean, c.tokens,
                              c.finish.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0), c.text.debugDescription))
             }
+            let evaluated = calls.reduce(0) { $0 + ($1["prompt_tokens"] as! Int) }
+            let cached = calls.reduce(0) { $0 + ($1["cached_prompt_tokens"] as! Int) }
             for (i, call) in calls.enumerated() {
                 print("# call \(i + 1): prompt \(call["prompt_tokens"]!) evaluated + \(call["cached_prompt_tokens"]!) cached, "
                       + "\(call["generated_tokens"]!) generated, \(call["wall_ms"]!) ms")
+            }
+            if calls.count > 1 {
+                print(String(format: "# prompt tokens served from cache over %d calls: %.1f%%", calls.count,
+                             100 * Double(cached) / Double(max(1, cached + evaluated))))
             }
         }
     }
