@@ -79,16 +79,18 @@ struct TestCommand: AsyncParsableCommand {
             var passed, failed, total: Int
             var outcome: String
             var asserts: [AssertResult]
-            var wall_ms, cpu_ms: Double
+            var wallMs, cpuMs: Double
             var signal: Int32?
-            var syntax_error: String?
+            var syntaxError: String?
             var isolation: String
             var stdout, stderr: String
         }
         let out = Out(passed: r.passed, failed: r.failed, total: r.total, outcome: r.outcome.rawValue, asserts: r.asserts,
-                      wall_ms: (r.wallMs * 10).rounded() / 10, cpu_ms: (r.cpuMs * 10).rounded() / 10, signal: r.signal,
-                      syntax_error: r.syntaxError, isolation: r.isolation.rawValue, stdout: r.stdout, stderr: r.stderr)
+                      wallMs: (r.wallMs * 10).rounded() / 10, cpuMs: (r.cpuMs * 10).rounded() / 10, signal: r.signal,
+                      syntaxError: r.syntaxError, isolation: r.isolation.rawValue, stdout: r.stdout, stderr: r.stderr)
         let enc = JSONEncoder()
+        // One key style across qcode's JSON (`wall_ms`, `exception_type`).
+        enc.keyEncodingStrategy = .convertToSnakeCase
         enc.outputFormatting = [.sortedKeys]
         if let data = try? enc.encode(out) { print(String(decoding: data, as: UTF8.self)) }
     }
