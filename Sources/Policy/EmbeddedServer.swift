@@ -157,10 +157,14 @@ public actor EmbeddedServer {
 /// server is up, so a crashed server is restarted on the next request.
 public struct EmbeddedLanguageModel: LanguageModel {
     public let server: EmbeddedServer
-    public init(server: EmbeddedServer) { self.server = server }
+    public let options: EndpointOptions
+    public init(server: EmbeddedServer, options: EndpointOptions = EndpointOptions()) {
+        self.server = server
+        self.options = options
+    }
 
     public func complete(_ request: CompletionRequest) async throws -> CompletionResponse {
         let url = try await server.ensureRunning()
-        return try await HTTPLanguageModel(baseURL: url).complete(request)
+        return try await HTTPLanguageModel(baseURL: url, options: options).complete(request)
     }
 }

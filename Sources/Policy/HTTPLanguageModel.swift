@@ -19,7 +19,7 @@ public struct EndpointOptions: Sendable, Hashable {
     public var retries: Int
     public var backoff: Double
 
-    public init(flavor: APIFlavor = .llama, supportsN: Bool = true, model: String? = nil, timeout: Double = 120,
+    public init(flavor: APIFlavor = .llama, supportsN: Bool = true, model: String? = nil, timeout: Double = 600,
                 retries: Int = 3, backoff: Double = 0.25) {
         self.flavor = flavor
         self.supportsN = supportsN

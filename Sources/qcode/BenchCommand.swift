@@ -47,6 +47,8 @@ struct Bench: AsyncParsableCommand {
             }
             report.tasks = previous.tasks
         }
+        // Tasks that ended in an error (a server timeout, say) are run again.
+        report.tasks.removeAll { $0.error != nil }
         let done = Set(report.tasks.map(\.taskId))
         let engine = try Engine.make(llm, timeout: search.timeout)
         let bench = Benchmark(solver: Solver(model: engine.model, verifier: engine.jail), scorer: engine.jail, visible: visible)

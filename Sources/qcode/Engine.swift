@@ -18,8 +18,8 @@ struct LLMOptions: ParsableArguments {
     @Flag(help: "The endpoint ignores `n`: send one request per candidate.")
     var noN = false
 
-    @Option(help: "Seconds to wait for one LLM call.")
-    var llmTimeout: Double = 120
+    @Option(help: "Seconds to wait for one LLM call (a whole program on a busy 2-core machine can take minutes).")
+    var llmTimeout: Double = 600
 
     @Option(help: "Embedded server: parallel slots (the ceiling on -k).")
     var slots: Int = 8
@@ -50,7 +50,8 @@ struct Engine {
         }
         let server = EmbeddedServer(settings: ServerSettings(threads: llm.threads, slots: llm.slots))
         Engine.installSignalHandlers(server)
-        return Engine(model: EmbeddedLanguageModel(server: server), server: server, jail: jail)
+        let options = EndpointOptions(flavor: .llama, timeout: llm.llmTimeout)
+        return Engine(model: EmbeddedLanguageModel(server: server, options: options), server: server, jail: jail)
     }
 
     func shutdown() async {
