@@ -34,7 +34,13 @@ public struct BenchTaskResult: Sendable, Codable, Hashable {
 }
 
 /// The whole report: the `--out` JSON, and what resuming reads back.
-public struct BenchReport: Sendable, Codable {
+public struct BenchReport: Sendable, Encodable {
+    // Snake case throughout; `passAt_1` becomes `pass_at_1` (plain `passAt1` would lose the underscore).
+    enum CodingKeys: String, CodingKey {
+        case data, method, value, settings, nTasks, passAt1 = "passAt_1", challengePassRate, generatedTokens,
+             promptTokens, cachedPromptTokens, llmCalls, wallS, tasks
+    }
+
     public var data: String
     public var method: String
     public var value: String
@@ -78,10 +84,21 @@ public struct BenchReport: Sendable, Codable {
         return e
     }
 
-    public static func decoder() -> JSONDecoder {
+    /// Reads back what resuming needs: the settings and the finished tasks
+    /// (the totals are recomputed from the tasks).
+    public static func resume(_ data: Data) throws -> BenchReport {
+        struct Saved: Decodable {
+            var data: String
+            var method: String
+            var value: String
+            var settings: [String: String]
+            var tasks: [BenchTaskResult]
+        }
         let d = JSONDecoder()
         d.keyDecodingStrategy = .convertFromSnakeCase
-        return d
+        let saved = try d.decode(Saved.self, from: data)
+        return BenchReport(data: saved.data, method: saved.method, value: saved.value, settings: saved.settings,
+                           tasks: saved.tasks)
     }
 
     /// One markdown table row: the figures a comparison needs.
@@ -139,3 +156,4 @@ public struct Benchmark: Sendable {
         return result
     }
 }
+

@@ -41,11 +41,12 @@ struct Bench: AsyncParsableCommand {
         let valueName = search.method == .qstar ? value.name : "-"
         var report = BenchReport(data: data, method: search.method.rawValue, value: valueName, settings: settings, tasks: [])
         if let out, let existing = try? Data(contentsOf: URL(fileURLWithPath: out)) {
-            let previous = try BenchReport.decoder().decode(BenchReport.self, from: existing)
+            let previous = try BenchReport.resume(existing)
             guard previous.method == report.method, previous.value == report.value, previous.settings == settings else {
                 throw UserError("\(out) holds a report with other settings (\(previous.method)/\(previous.value) \(previous.settings)): choose another --out or delete it")
             }
             report.tasks = previous.tasks
+            report.recompute()
         }
         // Tasks that ended in an error (a server timeout, say) are run again.
         report.tasks.removeAll { $0.error != nil }
@@ -77,10 +78,15 @@ struct Bench: AsyncParsableCommand {
         }
         bar.clear()
         await engine.shutdown()
+        // The file keeps every task ever run with these settings; the table shows this selection.
+        let selected = Set(tasks.map(\.id))
+        var shown = report
+        shown.tasks.removeAll { !selected.contains($0.taskId) }
+        shown.recompute()
         print(BenchReport.markdownHeader)
-        print(report.markdownRow)
-        if let rate = report.challengePassRate { print(String(format: "challenge tests passed: %.1f%%", rate * 100)) }
-        let errors = report.tasks.filter { $0.error != nil }
+        print(shown.markdownRow)
+        if let rate = shown.challengePassRate { print(String(format: "challenge tests passed: %.1f%%", rate * 100)) }
+        let errors = shown.tasks.filter { $0.error != nil }
         if !errors.isEmpty { print("\(errors.count) task(s) failed with errors, first: \(errors[0].error!)") }
     }
 

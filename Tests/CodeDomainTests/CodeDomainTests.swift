@@ -191,3 +191,24 @@ let addTask = CodeTask(id: "add", text: "Write a function to add two numbers.", 
         #expect(batch.cost.generatedTokens == 9)
     }
 }
+
+@Suite struct BenchReportTests {
+    @Test func theReportHasTheDocumentedKeysAndResumesFromItsOwnFile() throws {
+        var passed = BenchTaskResult.empty(addTask)
+        passed.passed = true
+        passed.generatedTokens = 40
+        passed.llmCalls = 2
+        var failed = BenchTaskResult.empty(addTask, error: "server down")
+        failed.taskId = "other"
+        let report = BenchReport(data: "x.jsonl", method: "qstar", value: "logprob", settings: ["k": "4"], tasks: [passed, failed])
+        #expect(report.passAt1 == 0.5)
+        let data = try BenchReport.encoder().encode(report)
+        let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        for key in ["pass_at_1", "n_tasks", "generated_tokens", "prompt_tokens", "llm_calls", "wall_s", "tasks"] {
+            #expect(object[key] != nil, "missing \(key)")
+        }
+        let back = try BenchReport.resume(data)
+        #expect(back.tasks == report.tasks)
+        #expect(back.passAt1 == 0.5 && back.generatedTokens == 40 && back.settings == ["k": "4"])
+    }
+}
