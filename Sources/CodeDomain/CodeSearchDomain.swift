@@ -8,23 +8,32 @@ import Synchronization
 /// The code so far. Each state keeps its own parse so a child reparses
 /// incrementally from its parent's tree.
 public struct CodeState: Sendable {
-    public let lines: [String]
+    /// The program text exactly as parsed and as shown to the policy. With line
+    /// steps it ends with a newline; a token step may leave a line unfinished.
+    public let program: String
     /// The policy ended the program (or a limit did): a terminal state.
     public let finished: Bool
     public let parsed: ParsedProgram
     public let facts: CodeFacts
 
-    public var program: String { lines.joined(separator: "\n") + (lines.isEmpty ? "" : "\n") }
+    public var lines: [String] {
+        var lines = program.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        if lines.last == "" { lines.removeLast() }
+        return lines
+    }
 }
 
-/// One step: a line of code, the end of the program, or a last line that the
-/// model ended the program right after.
+/// One step: a line of code (or, with token steps, a chunk of text), the end
+/// of the program, or a last step that the model ended the program right after.
 public struct CodeAction: Sendable, Hashable {
     public var line: String?
     public var ends: Bool
-    public init(line: String?, ends: Bool) {
+    /// A raw chunk of N tokens, appended as is (no newline added).
+    public var chunk: Bool
+    public init(line: String?, ends: Bool, chunk: Bool = false) {
         self.line = line
         self.ends = ends
+        self.chunk = chunk
     }
 }
 
@@ -41,16 +50,19 @@ public struct StepOptions: Sendable, Hashable {
     /// Sampling temperature for the K candidate lines.
     public var temperature: Double
     public var maxLineTokens: Int
+    /// nil: a step is one line. N: a step is N tokens, whatever lines they span.
+    public var stepTokens: Int?
     public var maxProgramTokens: Int
     public var maxLines: Int
     public var reward: ProcessRewardValues
     /// Server slot to pin this search's requests to, for its prefix cache.
     public var slot: Int?
 
-    public init(temperature: Double = 0.8, maxLineTokens: Int = 80, maxProgramTokens: Int = 512, maxLines: Int = 60,
-                reward: ProcessRewardValues = ProcessRewardValues(), slot: Int? = nil) {
+    public init(temperature: Double = 0.8, maxLineTokens: Int = 80, stepTokens: Int? = nil, maxProgramTokens: Int = 512,
+                maxLines: Int = 60, reward: ProcessRewardValues = ProcessRewardValues(), slot: Int? = nil) {
         self.temperature = temperature
         self.maxLineTokens = maxLineTokens
+        self.stepTokens = stepTokens
         self.maxProgramTokens = maxProgramTokens
         self.maxLines = maxLines
         self.reward = reward
@@ -92,15 +104,17 @@ public struct CodeSearchDomain: PlanningDomain {
         let syntax = try SyntaxSession()
         self.syntax = syntax
         let parsed = syntax.parse("")
-        self.root = CodeState(lines: [], finished: false, parsed: parsed,
+        self.root = CodeState(program: "", finished: false, parsed: parsed,
                               facts: codeFacts(parsed, entryPoint: entryPoint))
     }
 
     public func propose(from state: CodeState, k: Int, seed: UInt64) async throws -> Expansion<CodeAction> {
         guard !state.finished else { return Expansion(proposals: [], cost: Cost()) }
         let request = CompletionRequest(
-            prompt: prompts.prompt(for: task, lines: state.lines), n: k, maxTokens: options.maxLineTokens,
-            stop: ["\n"], sampling: Sampling(temperature: options.temperature), seed: seed, slot: options.slot)
+            prompt: prompts.prefix(for: task) + state.program, n: k,
+            maxTokens: options.stepTokens ?? options.maxLineTokens,
+            stop: options.stepTokens == nil ? ["\n"] : prompts.endMarkers,
+            sampling: Sampling(temperature: options.temperature), seed: seed, slot: options.slot)
         let response = try await model.complete(request)
         var merged: [CodeAction: Proposal<CodeAction>] = [:]
         var order: [CodeAction] = []
@@ -123,6 +137,11 @@ public struct CodeSearchDomain: PlanningDomain {
     }
 
     func action(from choice: CompletionChoice) -> CodeAction {
+        if options.stepTokens != nil {
+            // A chunk ends the program when the model stopped on its own (an end marker or end of text).
+            let ends = choice.finish != .length
+            return CodeAction(line: choice.text.isEmpty ? nil : choice.text, ends: ends, chunk: true)
+        }
         let line = String(choice.text.reversed().drop(while: { $0 == " " || $0 == "\t" || $0 == "\r" }).reversed())
         if prompts.isEndMarker(line) { return CodeAction(line: nil, ends: true) }
         if choice.finish == .endOfText {
@@ -133,32 +152,39 @@ public struct CodeSearchDomain: PlanningDomain {
 
     public func rollouts(from state: CodeState, n: Int, temperature: Double, seed: UInt64) async throws -> RolloutBatch<CodeState> {
         let request = CompletionRequest(
-            prompt: prompts.prompt(for: task, lines: state.lines), n: n, maxTokens: options.maxProgramTokens,
+            prompt: prompts.prefix(for: task) + state.program, n: n, maxTokens: options.maxProgramTokens,
             stop: prompts.endMarkers, sampling: Sampling(temperature: temperature), seed: seed, slot: options.slot)
         let response = try await model.complete(request)
         let rollouts = response.choices.map { choice in
-            var lines = choice.text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-            while let last = lines.last, last.trimmingCharacters(in: .whitespaces).isEmpty { lines.removeLast() }
-            return Rollout(state: finished(state.lines + lines), logprobMean: choice.logprobMean, tokens: choice.tokens)
+            return Rollout(state: finished(state.program + choice.text), logprobMean: choice.logprobMean, tokens: choice.tokens)
         }
         return RolloutBatch(rollouts: rollouts, cost: Self.cost(response.usage))
     }
 
-    /// A whole program parsed from scratch (rollouts, `check`).
-    public func finished(_ lines: [String]) -> CodeState {
-        let parsed = syntax.parse(lines.isEmpty ? "" : lines.joined(separator: "\n") + "\n")
-        return CodeState(lines: lines, finished: true, parsed: parsed, facts: codeFacts(parsed, entryPoint: entryPoint))
+    /// A whole program parsed from scratch (rollouts, `check`); trailing blank lines dropped.
+    public func finished(_ program: String) -> CodeState {
+        var lines = program.split(separator: "\n", omittingEmptySubsequences: false)
+        while let last = lines.last, last.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) { lines.removeLast() }
+        let text = lines.isEmpty ? "" : lines.joined(separator: "\n") + "\n"
+        let parsed = syntax.parse(text)
+        return CodeState(program: text, finished: true, parsed: parsed, facts: codeFacts(parsed, entryPoint: entryPoint))
+    }
+
+    /// A whole program given as lines.
+    public func finished(lines: [String]) -> CodeState {
+        finished(lines.joined(separator: "\n"))
     }
 
     public func apply(_ action: CodeAction, to state: CodeState) -> CodeState {
-        var lines = state.lines
+        var program = state.program
         var parsed = state.parsed
-        if let line = action.line {
-            lines.append(line)
-            parsed = syntax.extend(state.parsed, line + "\n")
+        if let text = action.line {
+            let appended = action.chunk ? text : text + "\n"
+            program += appended
+            parsed = syntax.extend(state.parsed, appended)
         }
-        let ends = action.ends || lines.count >= options.maxLines
-        return CodeState(lines: lines, finished: ends, parsed: parsed, facts: codeFacts(parsed, entryPoint: entryPoint))
+        let ends = action.ends || parsed.report.lineCount >= options.maxLines
+        return CodeState(program: program, finished: ends, parsed: parsed, facts: codeFacts(parsed, entryPoint: entryPoint))
     }
 
     public func processReward(of state: CodeState) -> Double {
@@ -195,8 +221,8 @@ public struct CodeSearchDomain: PlanningDomain {
 
     public func describe(_ action: CodeAction) -> String {
         switch (action.line, action.ends) {
-        case (let line?, false): return line
-        case (let line?, true): return line + "  ⏎ end"
+        case (let line?, false): return action.chunk ? line.debugDescription : line
+        case (let line?, true): return (action.chunk ? line.debugDescription : line) + "  ⏎ end"
         case (nil, _): return "⏎ end"
         }
     }

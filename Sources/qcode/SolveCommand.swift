@@ -81,6 +81,9 @@ struct SearchOptions: ParsableArguments {
     @Option(help: "Sampling temperature for candidates and best-of-N.")
     var temperature: Double = 0.8
 
+    @Option(help: "A step is N tokens instead of one line.")
+    var stepTokens: Int?
+
     @Option(help: "Random seed; the same seed reproduces the search.")
     var seed: UInt64 = 0
 
@@ -90,6 +93,7 @@ struct SearchOptions: ParsableArguments {
     func validate() throws {
         guard k >= 1 else { throw ValidationError("-k must be at least 1") }
         guard budgetTokens > 0 else { throw ValidationError("--budget-tokens must be positive") }
+        if let stepTokens, stepTokens < 1 { throw ValidationError("--step-tokens must be at least 1") }
     }
 
     var solveOptions: SolveOptions {
@@ -102,6 +106,7 @@ struct SearchOptions: ParsableArguments {
         o.seed = seed
         o.samples = samples
         o.temperature = temperature
+        o.step.stepTokens = stepTokens
         return o
     }
 

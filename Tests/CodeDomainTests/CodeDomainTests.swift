@@ -14,11 +14,14 @@ final class ScriptedModel: LanguageModel {
     /// Code so far (lines joined by "\n") → the choices for the next line.
     let lines: [String: [CompletionChoice]]
     let programs: [CompletionChoice]
+    /// Code so far, exactly → the next chunks (token steps).
+    let chunks: [String: [CompletionChoice]]
     let prompts = Mutex<[String]>([])
 
-    init(lines: [String: [CompletionChoice]], programs: [CompletionChoice] = []) {
+    init(lines: [String: [CompletionChoice]], programs: [CompletionChoice] = [], chunks: [String: [CompletionChoice]] = [:]) {
         self.lines = lines
         self.programs = programs
+        self.chunks = chunks
     }
 
     func complete(_ request: CompletionRequest) async throws -> CompletionResponse {
@@ -27,7 +30,9 @@ final class ScriptedModel: LanguageModel {
         var usage = Usage()
         usage.calls = 1
         let choices: [CompletionChoice]
-        if request.stop == ["\n"] {
+        if !chunks.isEmpty {
+            choices = Array((chunks[code] ?? []).prefix(request.n))
+        } else if request.stop == ["\n"] {
             choices = Array((lines[String(code.dropLast(code.hasSuffix("\n") ? 1 : 0))] ?? []).prefix(request.n))
         } else {
             choices = Array(programs.prefix(request.n))
@@ -178,6 +183,21 @@ let addTask = CodeTask(id: "add", text: "Write a function to add two numbers.", 
         let programs = verifier.jobs.withLock { $0.map(\.program) }
         #expect(programs == ["def add(a, b):\n    return a - b\n", "def add(a, b):\n    return a + b\n"])
         #expect(verifier.jobs.withLock { $0[0].tests } == "assert add(1, 2) == 3\nassert add(0, 0) == 0")
+    }
+
+    @Test func tokenStepsAppendChunksThatSpanAndSplitLines() async throws {
+        let model = ScriptedModel(lines: [:], chunks: [
+            "": [CompletionChoice(text: "def add(a, b):\n    ret", tokenLogprobs: [-0.1, -0.1], finish: .length, tokens: 8)],
+            "def add(a, b):\n    ret": [CompletionChoice(text: "urn a + b\n", tokenLogprobs: [-0.1], finish: .stop, tokens: 5)],
+        ])
+        let verifier = ScriptedVerifier()
+        let d = try CodeSearchDomain(task: addTask, model: model, verifier: verifier, options: StepOptions(stepTokens: 8))
+        let result = try await QStarSearch(domain: d, value: .logprob, settings: SearchSettings(k: 2)).run()
+        #expect(result.best?.program == "def add(a, b):\n    return a + b\n")
+        #expect(result.statistics.expansions == 2)
+        // The unfinished line went to the model as is, with no newline added.
+        #expect(model.prompts.withLock { $0.last }?.hasSuffix("```python\ndef add(a, b):\n    ret") == true)
+        #expect(verifier.jobs.withLock { $0.count } == 1)
     }
 
     @Test func rolloutsSplitWholeProgramsIntoLines() async throws {
