@@ -53,6 +53,11 @@ public final class Connection: @unchecked Sendable {
                     break loop
                 }
             }
+            if let failure {
+                // The stream has lost its place: say why, then hang up.
+                let answer = Message.response(id: nil, result: .failure(.parseError("\(failure)")))
+                sendRaw(FrameParser.frame(answer.encoded()))
+            }
             continuation.finish(throwing: failure)
             lock.withLock {
                 closed = true
