@@ -123,7 +123,7 @@ actor Session {
             } catch {
                 result = .failure(Task.isCancelled ? .cancelled : Self.responseError(error))
             }
-            await self.finish(id, result)
+            self.finish(id, result)
         }
     }
 

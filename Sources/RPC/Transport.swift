@@ -83,8 +83,8 @@ public final class Connection: @unchecked Sendable {
     public func sendRaw(_ bytes: Data) {
         writeQueue.async { [self] in
             let ok: Bool = lock.withLock { !fdReleased }
-            guard ok, !writeAll(bytes) else { return }
-            close()
+            guard ok else { return }
+            if writeAll(bytes) { close() }
         }
     }
 
