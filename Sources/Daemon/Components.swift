@@ -62,9 +62,9 @@ public final class Components: Sendable {
 
     /// The model from the configuration: an HTTP endpoint, else the embedded
     /// server (started lazily by the first completion, or by `warm()`).
-    public static func make(_ config: DaemonConfig) -> Components {
+    public static func make(_ config: DaemonConfig, supportsN: Bool = true) -> Components {
         if let url = config.endpoint {
-            let options = EndpointOptions(flavor: APIFlavor(rawValue: config["api"]) ?? .openai, supportsN: true,
+            let options = EndpointOptions(flavor: APIFlavor(rawValue: config["api"]) ?? .openai, supportsN: supportsN,
                                           model: config["model_name"].isEmpty ? nil : config["model_name"],
                                           timeout: config.double("llm_timeout"))
             return Components(model: HTTPLanguageModel(baseURL: url, options: options), server: nil, endpoint: url)
