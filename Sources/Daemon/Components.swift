@@ -17,7 +17,9 @@ public final class UsageMeter: @unchecked Sendable {
 public struct MeteredModel: LanguageModel {
     public let base: any LanguageModel
     public let meter: UsageMeter
+    let gate: StartGate?
     public func complete(_ request: CompletionRequest) async throws -> CompletionResponse {
+        try await gate?.ready()
         let response = try await base.complete(request)
         meter.add(response.usage)
         return response
@@ -37,11 +39,13 @@ public final class Components: Sendable {
     public let kind: LLMKind
     private let makeVerifier: @Sendable (Double) throws -> any ProgramVerifier
     private let runners = RunnerCache()
+    private let gate: StartGate?
 
     /// For tests and embedders: any model and verifier (scripted doubles need no LLM or jail).
     public init(model: any LanguageModel, verifier: @escaping @Sendable (Double) throws -> any ProgramVerifier) {
         let meter = UsageMeter()
-        self.model = MeteredModel(base: model, meter: meter)
+        self.model = MeteredModel(base: model, meter: meter, gate: nil)
+        self.gate = nil
         self.meter = meter
         self.server = nil
         self.endpoint = nil
@@ -51,7 +55,8 @@ public final class Components: Sendable {
 
     private init(model: any LanguageModel, server: EmbeddedServer?, endpoint: URL?) {
         let meter = UsageMeter()
-        self.model = MeteredModel(base: model, meter: meter)
+        self.gate = server.map(StartGate.init)
+        self.model = MeteredModel(base: model, meter: meter, gate: gate)
         self.meter = meter
         self.server = server
         self.endpoint = endpoint
@@ -98,8 +103,8 @@ public final class Components: Sendable {
 
     /// Starts the embedded server in the background so the first solve does not wait for it.
     public func warm() {
-        guard let server else { return }
-        Task { _ = try? await server.ensureRunning() }
+        guard let gate else { return }
+        Task { try? await gate.ready() }
     }
 
     public struct Health: Sendable, Codable {
@@ -147,4 +152,45 @@ final class RunnerCache: @unchecked Sendable {
     }
 
     var all: [JailRunner] { lock.withLock { Array(runners.values) } }
+}
+
+/// One start of the embedded server that every caller waits for. Concurrent
+/// callers of `EmbeddedServer.ensureRunning()` can otherwise get its URL while
+/// the model is still loading and see HTTP 503 (the fix belongs in Policy:
+/// have `ensureRunning` await the start already in progress).
+actor StartGate {
+    let server: EmbeddedServer
+    private var starting: Task<Void, any Error>?
+    init(_ server: EmbeddedServer) { self.server = server }
+
+    private var outcome: Result<Void, any Error>?
+
+    /// Waits for the server to be up; a cancelled caller stops waiting at once.
+    func ready() async throws {
+        if case .success? = outcome { return }
+        if starting == nil {
+            outcome = nil
+            let server = self.server
+            starting = Task {
+                do {
+                    _ = try await server.ensureRunning()
+                    self.finish(.success(()))
+                } catch {
+                    self.finish(.failure(error))
+                }
+            }
+        }
+        while true {
+            switch outcome {
+            case .success?: return
+            case .failure(let e)?:
+                starting = nil  // the next call tries again
+                throw e
+            case nil:
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+    }
+
+    private func finish(_ r: Result<Void, any Error>) { outcome = r }
 }
