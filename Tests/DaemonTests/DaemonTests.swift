@@ -430,3 +430,46 @@ final class Box: Sendable {
     func add(_ v: JSONValue) { values.withLock { $0.append(v) } }
     var items: [JSONValue] { values.withLock { $0 } }
 }
+
+@Suite struct PeerCredentialTests {
+    /// Only as root can a test connect from another uid; the modes are opened
+    /// up so that only SO_PEERCRED stands between that peer and the daemon.
+    @Test(.enabled(if: getuid() == 0)) func peersOfAnotherUidAreRefused() async throws {
+        let server = makeServer()
+        let path = tempSocketPath()
+        try server.listen(socketPath: path)
+        defer { Task { await server.stop() } }
+        chmod(URL(fileURLWithPath: path).deletingLastPathComponent().path, 0o755)
+        chmod(path, 0o666)
+        let script = """
+            import os, socket, sys
+            os.setgid(65534); os.setuid(65534)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(sys.argv[1])
+            body = b'{"jsonrpc":"2.0","id":1,"method":"initialize"}'
+            try:
+                s.sendall(b"Content-Length: %d\\r\\n\\r\\n" % len(body) + body)
+                s.settimeout(5)
+                print("answer:", s.recv(100))
+            except OSError as e:
+                print("answer: b''", e)
+            """
+        let out = try await within(15, "python as nobody") { () -> String in
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+            p.arguments = ["-c", script, path]
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            p.standardError = pipe
+            try p.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return String(decoding: data, as: UTF8.self)
+        }
+        #expect(out.contains("answer: b''"), "\(out)")
+        // Our own uid is still served.
+        let client = try RPCClient(socketPath: path)
+        defer { client.close() }
+        try await client.initialize()
+    }
+}
