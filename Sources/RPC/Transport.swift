@@ -122,12 +122,14 @@ public enum SocketError: Error, Sendable, CustomStringConvertible {
     case pathTooLong(String)
     case system(String, Int32)
     case addressInUse(String)
+    case notASocket(String)
 
     public var description: String {
         switch self {
         case .pathTooLong(let p): return "socket path \(p) is longer than 107 bytes; choose a shorter --socket path"
         case .system(let what, let e): return "\(what): \(String(cString: strerror(e)))"
         case .addressInUse(let p): return "a daemon is already running on \(p); use it, or stop it with `qcode stop`"
+        case .notASocket(let p): return "\(p) exists and is not a socket; choose another --socket path (qcode will not delete it)"
         }
     }
 }
@@ -165,7 +167,9 @@ public enum UnixSocket {
     /// that crashed) and is replaced; a live one means a daemon is running.
     public static func listen(_ path: String, backlog: Int32 = 128) throws -> Int32 {
         var addr = try address(path)
-        if FileManager.default.fileExists(atPath: path) {
+        var st = stat()
+        if lstat(path, &st) == 0 {
+            guard st.st_mode & S_IFMT == S_IFSOCK else { throw SocketError.notASocket(path) }
             if let fd = try? connect(path) {
                 Glibc.close(fd)
                 throw SocketError.addressInUse(path)

@@ -352,6 +352,11 @@ import Testing
         try await c2.initialize()
         c2.close()
         await next.stop()
+
+        // A file that is not a socket is never deleted.
+        try "keep me".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect { try makeServer().listen(socketPath: path) } throws: { "\($0)".contains("not a socket") }
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "keep me")
     }
 
     @Test func stopCancelsRunningSolvesAndAnswersThem() async throws {
@@ -471,5 +476,31 @@ final class Box: Sendable {
         let client = try RPCClient(socketPath: path)
         defer { client.close() }
         try await client.initialize()
+    }
+}
+
+@Suite struct JailCancellationTests {
+    /// The request can only be answered once the jail's run has returned, so
+    /// an answer within a second for a program that sleeps 30 s shows the
+    /// jail was killed, not abandoned.
+    @Test func cancellingATestKillsItsJailAtOnce() async throws {
+        let server = makeServer(verifier: { timeout in
+            var limits = JailLimits.default
+            limits.wallSeconds = timeout
+            limits.cpuSeconds = 60
+            return try Jail(limits: limits)
+        })
+        let client = try server.connectInProcess()
+        defer { client.close() }
+        try await client.initialize()
+        let params = try JSONValue.encoding(TestParams(program: "import time\ntime.sleep(30)\n", tests: "assert True\n", timeout: 60))
+        let id = client.makeID()
+        let request = Task { try await client.request("qcode/test", params, id: id) }
+        try await Task.sleep(for: .milliseconds(500))  // let the jail start
+        let cancelledAt = ContinuousClock.now
+        client.notify("$/cancelRequest", ["id": .int(Int("\(id)")!)])
+        let error = await responseError { try await within(10) { try await request.value } }
+        #expect(error?.code == ErrorCode.requestCancelled)
+        #expect(ContinuousClock.now - cancelledAt < .seconds(1))
     }
 }
