@@ -29,6 +29,13 @@ public enum DaemonLauncher {
         throw LaunchError(description: "the qcode daemon did not open \(socket) within \(Int(startTimeout)) s: see \(logFile), run `qcode serve` in a terminal to watch it start, or pass --no-daemon")
     }
 
+    /// True when a daemon answers on `socket`.
+    public static func isRunning(socket: String) -> Bool {
+        guard let fd = try? UnixSocket.connect(socket) else { return false }
+        close(fd)
+        return true
+    }
+
     static func initialize(_ client: RPCClient, _ name: String) async throws {
         _ = try await client.request(Method.initialize, .object([
             "process_id": .int(Int(getpid())), "client_info": .object(["name": .string(name), "version": .string(qcodeVersion)]),

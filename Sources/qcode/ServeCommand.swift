@@ -18,11 +18,18 @@ struct DaemonOptions: ParsableArguments {
     }
 
     /// A connected, initialized client, starting the daemon if needed.
+    /// `check` and `test` start it `--lazy`: they need no LLM, so the
+    /// llama-server waits for the first solve.
     func client(_ llm: LLMOptions? = nil, name: String) async throws -> RPCClient {
         let config = try config(llm)
+        let serveArguments = llm.map { $0.serveArguments } ?? ["--lazy"]
+        if let llm, !llm.configFlags.isEmpty || llm.noN, DaemonLauncher.isRunning(socket: config.socketPath) {
+            FileHandle.standardError.write(Data(("qcode: a daemon is already running on \(config.socketPath) with its own LLM settings; "
+                + "your LLM flags apply to a new one (`qcode stop` first) or with --no-daemon\n").utf8))
+        }
         do {
             guard let client = try await DaemonLauncher.connect(
-                socket: config.socketPath, serveArguments: llm?.serveArguments ?? [], logFile: config["log_file"], clientName: name) else {
+                socket: config.socketPath, serveArguments: serveArguments, logFile: config["log_file"], clientName: name) else {
                 throw UserError("no qcode daemon on \(config.socketPath)")
             }
             return client
@@ -99,6 +106,9 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var llm: LLMOptions
 
+    @Flag(help: "Start the embedded llama-server at the first solve rather than at once.")
+    var lazy = false
+
     @Option(help: "Solves run at once (default 2).")
     var maxConcurrentSolves: Int?
 
@@ -126,7 +136,7 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(1)
         }
         print("qcode daemon \(qcodeVersion) (pid \(getpid())) listening on \(config.socketPath)")
-        components.warm()
+        if !lazy { components.warm() }
         var sources: [any DispatchSourceSignal] = []
         for sig in [SIGTERM, SIGINT, SIGHUP] {
             signal(sig, SIG_IGN)
