@@ -54,7 +54,7 @@ func daemonRequest(_ client: RPCClient, _ method: String, _ params: JSONValue) a
     do {
         return try await request.value
     } catch let e as ResponseError where e.code == ErrorCode.requestCancelled {
-        FileHandle.standardError.write(Data("\r\u{1B}[2Kcancelled\n".utf8))
+        FileHandle.standardError.write(Data(((isatty(STDERR_FILENO) == 1 ? "\r\u{1B}[2K" : "") + "cancelled\n").utf8))
         throw ExitCode(130)
     } catch let e as ResponseError {
         throw UserError(e.message)

@@ -31,7 +31,7 @@ struct Status: AsyncParsableCommand {
         print("requests        \(s.requestsServed) served, \(s.solvesCompleted) solves completed")
         print("now             \(s.connections) connections, \(s.solvesRunning) solves running, \(s.solvesWaiting) waiting")
         print("tokens          \(s.tokens.generatedTokens) generated, \(s.tokens.promptTokens) prompt (+\(s.tokens.cachedPromptTokens) cached) in \(s.tokens.llmCalls) LLM calls")
-        print("llm             \(s.llm.kind.rawValue)\(s.llm.url.map { " \($0)" } ?? ""): \(s.llm.healthy ? "healthy" : "NOT healthy") (\(s.llm.detail))")
+        print("llm             \(s.llm.kind.rawValue)\(s.llm.url.map { " \($0)" } ?? ""): \(s.llm.healthy ? "healthy" : s.llm.kind == .embedded ? "idle" : "NOT healthy") (\(s.llm.detail))")
         print(String(format: "caches          jail %d runs, %d hits (%.0f%%); LLM prompt cache %.0f%%",
                      s.caches.jailRuns, s.caches.jailCacheHits, s.caches.jailHitRate * 100, s.caches.llmPromptCacheShare * 100))
     }
