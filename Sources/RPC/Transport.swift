@@ -93,13 +93,17 @@ public final class Connection: @unchecked Sendable {
         writeQueue.sync {}
     }
 
-    /// Ends the connection: the reader sees end of stream and the peer sees EOF.
+    /// Ends the connection once the writes already queued have gone out (an
+    /// error answer must reach the peer before the hang-up): the reader sees
+    /// end of stream and the peer sees EOF.
     public func close() {
-        lock.withLock {
-            guard !fdReleased else { return }
-            closed = true
-            _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
-            if !readerStarted { fdReleased = true; _ = Glibc.close(fd) }
+        lock.withLock { closed = true }
+        writeQueue.async { [self] in
+            lock.withLock {
+                guard !fdReleased else { return }
+                _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
+                if !readerStarted { fdReleased = true; _ = Glibc.close(fd) }
+            }
         }
     }
 
