@@ -95,7 +95,7 @@ func makeServer(_ model: any LanguageModel = InstantModel(), settings: DaemonSet
 
 /// A fresh socket path under /tmp (short: sun_path holds 107 bytes).
 func tempSocketPath() -> String {
-    let dir = "/tmp/qcode-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    let dir = "/tmp/qcode-tests/\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     return dir + "/qcode.sock"
 }
 
