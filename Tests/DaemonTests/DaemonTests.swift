@@ -447,7 +447,9 @@ final class Box: Sendable {
         let path = tempSocketPath()
         try server.listen(socketPath: path)
         defer { Task { await server.stop() } }
-        chmod(URL(fileURLWithPath: path).deletingLastPathComponent().path, 0o755)
+        let dir = URL(fileURLWithPath: path).deletingLastPathComponent()
+        chmod(dir.deletingLastPathComponent().path, 0o755)
+        chmod(dir.path, 0o755)
         chmod(path, 0o666)
         let script = """
             import os, socket, sys
