@@ -54,6 +54,8 @@ let package = Package(
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "qcode-jail"]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy"]),
         .testTarget(name: "CodeDomainTests", dependencies: ["CodeDomain", "qcode-jail"]),
+        .testTarget(name: "RPCTests", dependencies: ["RPC"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "RPC", "CodeDomain", "Policy", "Sandbox", "QStar", "qcode-jail"]),
     ],
     swiftLanguageModes: [.v6]
 )

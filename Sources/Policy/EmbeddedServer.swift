@@ -67,8 +67,9 @@ public actor EmbeddedServer {
 
     /// The server's base URL, starting (or restarting) it when it is not running.
     public func ensureRunning() async throws -> URL {
-        if let process, process.isRunning { return baseURL }
+        // A start in progress first: its process already runs but may still be loading (503).
         if let starting { return try await starting.value }
+        if let process, process.isRunning { return baseURL }
         if process != nil { restarts += 1 }
         let task = Task { try await self.start() }
         starting = task

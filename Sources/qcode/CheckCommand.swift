@@ -1,7 +1,9 @@
 import ArgumentParser
 import CodeDomain
+import Daemon
 import Foundation
 import PythonSyntax
+import RPC
 
 // Owned by the PythonSyntax work (issue 3).
 struct Check: AsyncParsableCommand {
@@ -28,6 +30,8 @@ struct Check: AsyncParsableCommand {
     @Flag(name: .customLong("bench"), help: .hidden)
     var bench = false
 
+    @OptionGroup var daemon: DaemonOptions
+
     func validate() throws {
         if entryPointName != nil && tests != nil {
             throw ValidationError("give either --entry-point or --tests, not both")
@@ -35,6 +39,9 @@ struct Check: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if !daemon.noDaemon && !bench {
+            return try await runInDaemon()
+        }
         let parser: PythonParser
         do {
             parser = try PythonParser()
@@ -81,6 +88,48 @@ struct Check: AsyncParsableCommand {
             }
         }
         if report.verdict == .broken { throw ExitCode(1) }
+    }
+
+    /// The same check through the daemon, with the same output and exit status.
+    private func runInDaemon() async throws {
+        let source = read(file, what: "program")
+        let testSource = tests.map { read($0, what: "tests") }
+        let client: RPCClient
+        do { client = try await daemon.client(name: "qcode check") } catch { fail("\(error)") }
+        defer { client.close() }
+        let r: CheckResult
+        do {
+            let value = try await daemonRequest(client, "qcode/check",
+                                                try JSONValue.encoding(CheckParams(source: source, entryPoint: entryPointName, tests: testSource)))
+            r = try value.decode(CheckResult.self)
+        } catch let e as ExitCode {
+            throw e
+        } catch let e as UserError where tests != nil && e.description.contains("no function call") {
+            fail("no function call found in the tests \(tests!): expected lines like `assert f(1, 2) == 3`")
+        } catch {
+            fail("\(error)")
+        }
+        if json {
+            let out = CheckOutput(verdict: r.verdict, errors: r.errors, entryPoint: r.entryPoint,
+                                  entryPointDefined: r.entryPointDefined, entryPointArityMatches: r.entryPointArityMatches,
+                                  indentDepth: r.indentDepth, lineCount: r.lineCount)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(out), as: UTF8.self))
+        } else {
+            print(r.verdict.rawValue)
+            for issue in r.errors {
+                print("\(issue.line):\(issue.column): \(issue.message)")
+            }
+            if let entryName = r.entryPoint, let defined = r.entryPointDefined {
+                var line = "entry point \(entryName): " + (defined ? "defined" : "not defined")
+                if let arity = r.testArity, defined, let arityMatches = r.entryPointArityMatches {
+                    line += arityMatches ? " (accepts \(arity) arguments)" : " (does not accept \(arity) arguments)"
+                }
+                print(line)
+            }
+        }
+        if r.verdict == .broken { throw ExitCode(1) }
     }
 
     private func read(_ path: String, what: String) -> String {

@@ -1,10 +1,13 @@
 import ArgumentParser
 import CodeDomain
+import Daemon
 import Foundation
 import Policy
 import Sandbox
 
 /// Where completions come from: a configured endpoint, or the embedded server.
+/// Unset options fall back to `QCODE_*` variables, then config.toml, then
+/// defaults (see `qcode config`).
 struct LLMOptions: ParsableArguments {
     @Option(help: "Base URL of an OpenAI-compatible or llama.cpp server (default: $QCODE_ENDPOINT, else the embedded llama-server).")
     var endpoint: String?
@@ -18,40 +21,49 @@ struct LLMOptions: ParsableArguments {
     @Flag(help: "The endpoint ignores `n`: send one request per candidate.")
     var noN = false
 
-    @Option(help: "Seconds to wait for one LLM call (a whole program on a busy 2-core machine can take minutes).")
-    var llmTimeout: Double = 600
+    @Option(help: "Seconds to wait for one LLM call (default 600: a whole program on a busy 2-core machine can take minutes).")
+    var llmTimeout: Double?
 
-    @Option(help: "Embedded server: parallel slots (the ceiling on -k).")
-    var slots: Int = 8
+    @Option(help: "Embedded server: parallel slots, the ceiling on -k (default 8).")
+    var slots: Int?
 
-    @Option(help: "Embedded server: CPU threads.")
-    var threads: Int = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 4))
+    @Option(help: "Embedded server: CPU threads (default: cores, at most 4).")
+    var threads: Int?
+
+    /// The options given, as configuration keys.
+    var configFlags: [String: String] {
+        var f: [String: String] = [:]
+        if let endpoint { f["endpoint"] = endpoint }
+        if let api { f["api"] = api.rawValue }
+        if let modelName { f["model_name"] = modelName }
+        if let llmTimeout { f["llm_timeout"] = String(llmTimeout) }
+        if let slots { f["slots"] = String(slots) }
+        if let threads { f["threads"] = String(threads) }
+        return f
+    }
+
+    /// The same options for a `qcode serve` started in the background.
+    var serveArguments: [String] {
+        configFlags.sorted { $0.key < $1.key }.flatMap { ["--" + $0.key.replacingOccurrences(of: "_", with: "-"), $0.value] }
+            + (noN ? ["--no-n"] : [])
+    }
 }
 
 extension APIFlavor: ExpressibleByArgument {}
 
-/// The warm parts of one qcode process: the language model (and the embedded
-/// server behind it, if any) and the jail.
+/// The warm parts of an in-process qcode command (`--no-daemon`, `bench`,
+/// `sample`), built by the same `Components` the daemon keeps.
 struct Engine {
     let model: any LanguageModel
     let server: EmbeddedServer?
     let jail: JailRunner
 
     static func make(_ llm: LLMOptions, timeout: Double = 10) throws -> Engine {
-        let jail = JailRunner(jail: try Jail(limits: JailLimits.default.with(wallSeconds: timeout)))
-        let env = ProcessInfo.processInfo.environment
-        if let endpoint = llm.endpoint ?? env["QCODE_ENDPOINT"], !endpoint.isEmpty {
-            guard let url = URL(string: endpoint), url.scheme != nil else {
-                throw ValidationError("--endpoint must be a URL such as http://127.0.0.1:8080, not '\(endpoint)'")
-            }
-            let flavor = llm.api ?? APIFlavor(rawValue: env["QCODE_API"] ?? "") ?? .openai
-            let options = EndpointOptions(flavor: flavor, supportsN: !llm.noN, model: llm.modelName, timeout: llm.llmTimeout)
-            return Engine(model: HTTPLanguageModel(baseURL: url, options: options), server: nil, jail: jail)
-        }
-        let server = EmbeddedServer(settings: ServerSettings(threads: llm.threads, slots: llm.slots))
-        Engine.installSignalHandlers(server)
-        let options = EndpointOptions(flavor: .llama, timeout: llm.llmTimeout)
-        return Engine(model: EmbeddedLanguageModel(server: server, options: options), server: server, jail: jail)
+        let config: DaemonConfig
+        do { config = try DaemonConfig.resolve(flags: llm.configFlags) } catch { throw ValidationError("\(error)") }
+        let components = Components.make(config, supportsN: !llm.noN)
+        if let server = components.server { Engine.installSignalHandlers(server) }
+        return Engine(model: components.model, server: components.server, jail: try components.jailRunner(timeout: timeout))
     }
 
     func shutdown() async {

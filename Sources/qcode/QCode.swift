@@ -5,5 +5,6 @@ struct QCode: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "qcode",
         abstract: "Code generation by Q* search.",
-        subcommands: [Solve.self, Bench.self, Check.self, TestCommand.self, Sample.self, Doctor.self])
+        subcommands: [Solve.self, Bench.self, Check.self, TestCommand.self, Sample.self, Doctor.self,
+                      Serve.self, Status.self, Stop.self, Config.self])
 }

@@ -1,5 +1,7 @@
 import ArgumentParser
 import CodeDomain
+import Daemon
+import RPC
 import Foundation
 import QStar
 
@@ -135,9 +137,15 @@ struct Solve: AsyncParsableCommand {
     @Option(help: "Write the explored tree as an HTML page.")
     var trace: String?
 
+    @OptionGroup var daemon: DaemonOptions
+
     func run() async throws {
         let task = try taskOptions.load()
         let value = try search.valueModel()
+        // The daemon does not send the explored tree back, so --trace solves in-process.
+        guard daemon.noDaemon || trace != nil else {
+            return try await runInDaemon(task)
+        }
         let engine = try Engine.make(llm, timeout: search.timeout)
         defer { Task { await engine.shutdown() } }
         let solver = Solver(model: engine.model, verifier: engine.jail)
@@ -165,6 +173,35 @@ struct Solve: AsyncParsableCommand {
             print(SolveReport(task: task, outcome: outcome).summaryLine)
         }
         if outcome.verification?.reward != 1 { throw ExitCode(1) }
+    }
+
+    /// The same solve through the daemon (started if none runs), with the same output.
+    private func runInDaemon(_ task: CodeTask) async throws {
+        let client = try await daemon.client(llm, name: "qcode solve")
+        defer { client.close() }
+        let bar = ProgressBar(enabled: !json)
+        client.onNotification { method, params in
+            guard method == "$/progress", let v = params?["value"], v["kind"] == "report",
+                  let p = try? v.decode(SolveProgress.self) else { return }
+            bar.update("expansions \(p.expansions)  tokens \(p.generatedTokens)  best f \(String(format: "%.3f", p.bestF))")
+        }
+        let params = SolveParams(task: TaskSpec(task), method: search.method.rawValue, options: search.wireSettings)
+        let value: JSONValue
+        do {
+            value = try await daemonRequest(client, "qcode/solve", try JSONValue.encoding(params))
+        } catch {
+            bar.clear()
+            throw error
+        }
+        bar.clear()
+        let report = SolveReport(try value.decode(SolveResult.self))
+        if json {
+            print(try report.jsonString())
+        } else {
+            print(report.program ?? "# no complete program within the budget")
+            print(report.summaryLine)
+        }
+        if !(report.total > 0 && report.passed == report.total) { throw ExitCode(1) }
     }
 }
 

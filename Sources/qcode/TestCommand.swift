@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import Daemon
+import RPC
 import Sandbox
 
 // Owned by the Sandbox work (issue 4).
@@ -18,6 +20,7 @@ struct TestCommand: AsyncParsableCommand {
     @Option(help: "Python code run before the program (MBPP test_setup_code).") var setup: String?
     @Option(help: "Wall-clock limit in seconds.") var timeout: Double = JailLimits.default.wallSeconds
     @Flag(help: "Print the verdict as JSON.") var json = false
+    @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
         guard timeout > 0, timeout <= 3600 else { throw ValidationError("--timeout must be between 0 and 3600 seconds") }
@@ -31,10 +34,24 @@ struct TestCommand: AsyncParsableCommand {
         limits.wallSeconds = timeout
         limits.cpuSeconds = max(1, min(limits.cpuSeconds, Int(timeout.rounded(.up))))
         let report: TestReport
-        do {
-            report = try await Jail(limits: limits).run(JailJob(program: program, tests: testSource, setup: setupSource))
-        } catch let error as JailError {
-            fail(error.description)
+        if daemon.noDaemon {
+            do {
+                report = try await Jail(limits: limits).run(JailJob(program: program, tests: testSource, setup: setupSource))
+            } catch let error as JailError {
+                fail(error.description)
+            }
+        } else {
+            let client: RPCClient
+            do { client = try await daemon.client(name: "qcode test") } catch { fail("\(error)") }
+            defer { client.close() }
+            do {
+                let params = TestParams(program: program, tests: testSource, setup: setupSource, timeout: timeout)
+                report = try await daemonRequest(client, "qcode/test", try JSONValue.encoding(params)).decode(TestReport.self)
+            } catch let e as ExitCode {
+                throw e
+            } catch {
+                fail("\(error)")
+            }
         }
         if json {
             printJSON(report)

@@ -1,0 +1,164 @@
+import Foundation
+import Policy
+import RPC
+
+/// One client's LSP session on one connection: initialize, requests, shutdown, exit.
+actor Session {
+    enum Phase { case uninitialized, initialized, shutDown }
+
+    nonisolated let id: Int
+    nonisolated let connection: Connection
+    private let server: DaemonServer
+    private var phase = Phase.uninitialized
+    private var inflight: [RequestID: Task<Void, Never>] = [:]
+
+    init(id: Int, connection: Connection, server: DaemonServer) {
+        self.id = id
+        self.connection = connection
+        self.server = server
+    }
+
+    /// Handles one message; false when the session should end (`exit`).
+    func handle(_ message: Message) -> Bool {
+        switch message {
+        case .notification(let method, let params):
+            return notification(method, params)
+        case .request(let id, let method, let params):
+            request(id, method, params)
+        case .response:
+            break  // the daemon sends no requests, so there is nothing to match
+        }
+        return true
+    }
+
+    func cancelAll() {
+        for task in inflight.values { task.cancel() }
+    }
+
+    func waitForRequests() async {
+        while let (_, task) = inflight.first {
+            await task.value
+        }
+    }
+
+    private func notification(_ method: String, _ params: JSONValue?) -> Bool {
+        switch method {
+        case Method.exit:
+            return false
+        case Method.cancelRequest:
+            guard phase != .uninitialized else { return true }
+            let id: RequestID?
+            switch params?["id"] {
+            case .int(let i)?: id = .int(i)
+            case .string(let s)?: id = .string(s)
+            default: id = nil
+            }
+            if let id { inflight[id]?.cancel() }
+        default:
+            break  // notifications never get answers; unknown ones (and `initialized`) are ignored, as LSP says
+        }
+        return true
+    }
+
+    private func reply(_ id: RequestID, _ result: Result<JSONValue, ResponseError>) {
+        connection.send(.response(id: id, result: result))
+        Task { await server.state.served() }
+    }
+
+    private func request(_ id: RequestID, _ method: String, _ params: JSONValue?) {
+        if method == Method.initialize {
+            guard phase == .uninitialized else {
+                return reply(id, .failure(.invalidRequest("the session is already initialized; send 'initialize' once per connection")))
+            }
+            if let params, (try? params.decode(InitializeParams.self)) == nil {
+                return reply(id, .failure(.invalidParams("initialize params must be an object like {\"process_id\": 123, \"client_info\": {\"name\": \"my-editor\"}}")))
+            }
+            phase = .initialized
+            let result = InitializeResult(
+                serverInfo: .init(name: "qcode", version: qcodeVersion),
+                capabilities: .init(methods: Method.all, solveMethods: ["qstar", "greedy", "best-of-n"], valueModels: ["logprob", "zero"],
+                                    progress: true, cancellation: true, maxFrameBytes: server.settings.maxFrame))
+            return reply(id, Result { try JSONValue.encoding(result) }.mapError { .internalError("\($0)") })
+        }
+        guard phase != .uninitialized else { return reply(id, .failure(.notInitialized)) }
+        guard phase != .shutDown else {
+            return reply(id, .failure(.invalidRequest("the session is shut down: only 'exit' is accepted now")))
+        }
+        guard inflight[id] == nil else {
+            return reply(id, .failure(.invalidRequest("request id \(id) is already in use by a request in flight")))
+        }
+        let server = self.server
+        let connection = self.connection
+        let session = self.id
+        let work: @Sendable () async throws -> JSONValue
+        switch method {
+        case Method.shutdown:
+            phase = .shutDown
+            return reply(id, .success(.null))
+        case Method.stop:
+            reply(id, .success(.object(["stopping": .bool(true)])))
+            Task.detached { await server.stop() }
+            return
+        case Method.status:
+            work = { try JSONValue.encoding(await server.status()) }
+        case Method.check:
+            work = { try JSONValue.encoding(try CheckResult.check(try decodeParams(params, CheckParams.self, method))) }
+        case Method.test:
+            work = { try JSONValue.encoding(try await server.test(try decodeParams(params, TestParams.self, method))) }
+        case Method.solve:
+            work = {
+                let p = try decodeParams(params, SolveParams.self, method)
+                return try JSONValue.encoding(try await server.solve(p, id: id, session: session, connection: connection))
+            }
+        default:
+            return reply(id, .failure(.methodNotFound(method)))
+        }
+        if server.state.isStopping {
+            return reply(id, .failure(ResponseError(code: ErrorCode.serverStopping, message: "the daemon is stopping and takes no new work")))
+        }
+        inflight[id] = Task {
+            let result: Result<JSONValue, ResponseError>
+            do {
+                result = .success(try await work())
+            } catch {
+                result = .failure(Task.isCancelled ? .cancelled : Self.responseError(error))
+            }
+            self.finish(id, result)
+        }
+    }
+
+    private func finish(_ id: RequestID, _ result: Result<JSONValue, ResponseError>) {
+        inflight[id] = nil
+        reply(id, result)
+    }
+
+    static func responseError(_ error: any Error) -> ResponseError {
+        switch error {
+        case let e as ResponseError: return e
+        case is CancellationError: return .cancelled
+        case PolicyError.cancelled: return .cancelled
+        default: return .internalError("\(error)")
+        }
+    }
+}
+
+func decodeParams<T: Decodable>(_ params: JSONValue?, _ type: T.Type, _ method: String) throws -> T {
+    do {
+        return try (params ?? .object([:])).decode(T.self)
+    } catch let DecodingError.keyNotFound(key, _) {
+        throw ResponseError.invalidParams("\(method): missing parameter '\(snake(key.stringValue))'")
+    } catch let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx) {
+        let path = ctx.codingPath.map { snake($0.stringValue) }.joined(separator: ".")
+        throw ResponseError.invalidParams("\(method): parameter '\(path)' has the wrong type (\(ctx.debugDescription))")
+    } catch {
+        throw ResponseError.invalidParams("\(method): invalid params (\(error))")
+    }
+}
+
+private func snake(_ s: String) -> String {
+    var out = ""
+    for c in s {
+        if c.isUppercase { out += "_" + c.lowercased() } else { out.append(c) }
+    }
+    return out
+}

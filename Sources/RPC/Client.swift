@@ -1,0 +1,110 @@
+import Foundation
+
+/// A JSON-RPC client over one `Connection`: the CLI's and the tests' way in.
+/// Responses are matched to requests by id; notifications go to a handler.
+public final class RPCClient: @unchecked Sendable {
+    public let connection: Connection
+    private let lock = NSLock()
+    private var nextID = 1
+    private var pending: [RequestID: CheckedContinuation<JSONValue, any Error>] = [:]
+    private var ended: (any Error)?
+    private var notificationHandler: (@Sendable (String, JSONValue?) -> Void)?
+    private var readerTask: Task<Void, Never>?
+
+    public enum ClientError: Error, Sendable, CustomStringConvertible {
+        case connectionClosed(String)
+        public var description: String {
+            switch self {
+            case .connectionClosed(let why): return "the daemon closed the connection (\(why)); see ~/.cache/qcode/logs/daemon.log"
+            }
+        }
+    }
+
+    public init(connection: Connection) {
+        self.connection = connection
+        let stream = connection.bodies()
+        readerTask = Task.detached { [weak self] in
+            var why = "end of stream"
+            do {
+                for try await body in stream { self?.receive(body) }
+            } catch {
+                why = "\(error)"
+            }
+            self?.finish(ClientError.connectionClosed(why))
+        }
+    }
+
+    public convenience init(socketPath: String) throws {
+        self.init(connection: Connection(fd: try UnixSocket.connect(socketPath)))
+    }
+
+    public func onNotification(_ handler: @escaping @Sendable (String, JSONValue?) -> Void) {
+        lock.withLock { notificationHandler = handler }
+    }
+
+    /// Allocates the id the next request will use (for `$/cancelRequest`).
+    public func makeID() -> RequestID {
+        lock.withLock {
+            defer { nextID += 1 }
+            return .int(nextID)
+        }
+    }
+
+    /// Sends a request and waits for its response; a `ResponseError` is thrown.
+    /// Cancelling the calling task sends `$/cancelRequest` and keeps waiting
+    /// for the daemon's answer (normally -32800).
+    public func request(_ method: String, _ params: JSONValue? = nil, id: RequestID? = nil) async throws -> JSONValue {
+        let id = id ?? makeID()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (cont: CheckedContinuation<JSONValue, any Error>) in
+                let failure: (any Error)? = lock.withLock {
+                    if let ended { return ended }
+                    pending[id] = cont
+                    return nil
+                }
+                if let failure { cont.resume(throwing: failure); return }
+                connection.send(.request(id: id, method: method, params: params))
+            }
+        } onCancel: {
+            self.notify("$/cancelRequest", .object(["id": id.json]))
+        }
+    }
+
+    public func request<P: Encodable, R: Decodable>(_ method: String, _ params: P, as: R.Type) async throws -> R {
+        try await request(method, JSONValue.encoding(params)).decode(R.self)
+    }
+
+    public func notify(_ method: String, _ params: JSONValue? = nil) {
+        connection.send(.notification(method: method, params: params))
+    }
+
+    public func close() {
+        connection.close()
+    }
+
+    private func receive(_ body: Data) {
+        guard case .success(let message) = Message.decode(body) else { return }
+        switch message {
+        case .response(let id?, let result):
+            let cont = lock.withLock { pending.removeValue(forKey: id) }
+            switch result {
+            case .success(let v): cont?.resume(returning: v)
+            case .failure(let e): cont?.resume(throwing: e)
+            }
+        case .notification(let method, let params):
+            let handler = lock.withLock { notificationHandler }
+            handler?(method, params)
+        default:
+            break
+        }
+    }
+
+    private func finish(_ error: any Error) {
+        let waiting = lock.withLock {
+            ended = error
+            defer { pending = [:] }
+            return pending
+        }
+        for cont in waiting.values { cont.resume(throwing: error) }
+    }
+}
