@@ -23,7 +23,7 @@ import Testing
         try server.listen(socketPath: path)
         let client = try RPCClient(socketPath: path)
         let taskFile = repoRoot.appendingPathComponent("examples/palindrome/task.json").path
-        let result = try await within(150, "a real greedy solve") {
+        let result = try await within(900, "a real greedy solve") {
             try await client.initialize()
             return try await client.request("qcode/solve", ["task_file": .string(taskFile), "method": "greedy"])
         }
