@@ -18,6 +18,7 @@ demo: build
 	  $(QCODE) solve $$task $(DEMO_FLAGS) || status=1; \
 	  echo; \
 	done; \
+	$(QCODE) stop >/dev/null 2>&1 || true; \
 	echo "demo finished (a FAIL above is the model's, not a crash)"
 
 test: bootstrap
