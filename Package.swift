@@ -52,7 +52,7 @@ let package = Package(
         .testTarget(name: "QStarTests", dependencies: ["QStar"]),
         .testTarget(name: "PythonSyntaxTests", dependencies: ["PythonSyntax"]),
         .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "qcode-jail"]),
-        .testTarget(name: "PolicyTests", dependencies: ["Policy"]),
+        .testTarget(name: "PolicyTests", dependencies: ["Policy", "qcode-jail"]),
         .testTarget(name: "CodeDomainTests", dependencies: ["CodeDomain", "qcode-jail"]),
         .testTarget(name: "RPCTests", dependencies: ["RPC"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "RPC", "CodeDomain", "Policy", "Sandbox", "QStar", "qcode-jail"]),

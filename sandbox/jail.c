@@ -19,6 +19,12 @@
  * job), 1/2 = capped relays of the launcher's 1/2, 3 = the result channel
  * (relayed to the launcher's fd 3 when open). The launcher's final status is
  * one JSON line on --status-fd (default 4; stderr when that is not open).
+ *
+ *   qcode-jail --tied-to-parent -- COMMAND ARGS...
+ *
+ * A second, unrelated job: exec COMMAND (not jailed) so that it is killed
+ * when its parent dies. qcode starts llama-server this way, so a crashed or
+ * SIGKILLed qcode does not leave a 1 GB server behind.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -577,7 +583,32 @@ static void json_str(FILE *f, const char *s) {
   fputc('"', f);
 }
 
+/* --tied-to-parent: PDEATHSIG, then exec. The parent may already be gone by
+ * the time prctl runs: compare getppid() with the pid that started us. */
+static int exec_tied_to_parent(int argc, char **argv) {
+  if (argc < 4 || strcmp(argv[2], "--") != 0) {
+    fprintf(stderr, "usage: qcode-jail --tied-to-parent -- COMMAND [ARGS...]\n");
+    return EXIT_USAGE;
+  }
+  pid_t parent = getppid();
+  /* SIGKILL cannot be blocked or ignored, and an ignored SIGTERM survives
+   * exec (qcode ignores it while its own handler runs): reset both anyway so
+   * the server's graceful SIGTERM works. */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return 127;
+  if (getppid() != parent) return 127;
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  signal(SIGTERM, SIG_DFL);
+  signal(SIGINT, SIG_DFL);
+  signal(SIGHUP, SIG_DFL);
+  execv(argv[3], &argv[3]);
+  fprintf(stderr, "qcode-jail: exec %s: %s\n", argv[3], strerror(errno));
+  return 127;
+}
+
 int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "--tied-to-parent") == 0) return exec_tied_to_parent(argc, argv);
   struct opts o;
   if (parse(argc, argv, &o) < 0) {
     usage();

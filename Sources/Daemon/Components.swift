@@ -74,7 +74,8 @@ public final class Components: Sendable {
                                           timeout: config.double("llm_timeout"))
             return Components(model: HTTPLanguageModel(baseURL: url, options: options), server: nil, endpoint: url)
         }
-        let server = EmbeddedServer(settings: ServerSettings(threads: config.int("threads"), slots: config.int("slots")))
+        let server = EmbeddedServer(settings: ServerSettings(threads: config.int("threads"), slots: config.int("slots"),
+                                                             parentTie: Jail.locateLauncher()))
         let options = EndpointOptions(flavor: .llama, timeout: config.double("llm_timeout"))
         return Components(model: EmbeddedLanguageModel(server: server, options: options), server: server, endpoint: nil)
     }

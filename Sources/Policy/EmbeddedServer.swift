@@ -37,10 +37,14 @@ public struct ServerSettings: Sendable, Hashable {
     public var slots: Int
     public var contextTokens: Int
     public var startupTimeout: Double
+    /// `qcode-jail`, whose `--tied-to-parent` mode kills the server when qcode
+    /// dies, even by SIGKILL. nil: spawn the server directly.
+    public var parentTie: URL?
 
     public init(binary: URL = QCodeCache.serverBinary, model: URL = QCodeCache.modelPath(),
                 threads: Int = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 4)),
-                slots: Int = 8, contextTokens: Int = 16384, startupTimeout: Double = 60) {
+                slots: Int = 8, contextTokens: Int = 16384, startupTimeout: Double = 60, parentTie: URL? = nil) {
+        self.parentTie = parentTie
         self.binary = binary
         self.model = model
         self.threads = threads
@@ -93,12 +97,18 @@ public actor EmbeddedServer {
         let log = try FileHandle(forWritingTo: logFile)
 
         let p = Process()
-        p.executableURL = settings.binary
-        p.arguments = [
+        let arguments = [
             "-m", settings.model.path, "--host", "127.0.0.1", "--port", String(port),
             "-t", String(settings.threads), "-tb", String(settings.threads),
             "-c", String(settings.contextTokens), "-np", String(settings.slots), "--kv-unified",
         ]
+        if let tie = settings.parentTie {
+            p.executableURL = tie
+            p.arguments = ["--tied-to-parent", "--", settings.binary.path] + arguments
+        } else {
+            p.executableURL = settings.binary
+            p.arguments = arguments
+        }
         p.standardOutput = log
         p.standardError = log
         p.standardInput = FileHandle.nullDevice
@@ -130,7 +140,8 @@ public actor EmbeddedServer {
         let pid = p.processIdentifier
         for _ in 0..<30 where p.isRunning { usleep(100_000) }
         if p.isRunning { kill(pid, SIGKILL) }
-        p.waitUntilExit()
+        // Polled rather than waitUntilExit(), which needs a run loop an actor does not have.
+        for _ in 0..<50 where p.isRunning { usleep(100_000) }
     }
 
     static func freeLoopbackPort() throws -> Int {

@@ -57,7 +57,7 @@ struct Doctor: AsyncParsableCommand {
             line(healthy, "endpoint", "\(endpoint) /health \(healthy ? "200" : "not answering")",
                  fix: "start the server at QCODE_ENDPOINT or unset it to use the embedded one")
         } else if binaryOK && modelSize != nil && !noServer {
-            let server = EmbeddedServer(settings: ServerSettings(slots: 1, contextTokens: 2048))
+            let server = EmbeddedServer(settings: ServerSettings(slots: 1, contextTokens: 2048, parentTie: Jail.locateLauncher()))
             let started = ContinuousClock.now
             do {
                 let url = try await server.ensureRunning()

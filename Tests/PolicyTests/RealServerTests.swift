@@ -63,6 +63,40 @@ struct RealServerTests {
         #expect(kill(newPid, 0) != 0)
     }
 
+    /// A qcode that dies without cleaning up (SIGKILL) must not leave its server running.
+    @Test func theServerDiesWithAProcessThatIsKilled() async throws {
+        // qcode-jail is built next to the test bundle (PolicyTests depends on it).
+        let launcher = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("qcode-jail")
+        try #require(FileManager.default.isExecutableFile(atPath: launcher.path))
+        // An intermediate process owns the server, then is SIGKILLed.
+        let pidFile = FileManager.default.temporaryDirectory.appendingPathComponent("tie-\(UUID()).pid")
+        defer { try? FileManager.default.removeItem(at: pidFile) }
+        let owner = Process()
+        owner.executableURL = URL(fileURLWithPath: "/bin/sh")
+        owner.arguments = ["-c", "\"$0\" --tied-to-parent -- /bin/sleep 600 & echo $! > \"$1\"; wait", launcher.path, pidFile.path]
+        try owner.run()
+        var child: Int32?
+        for _ in 0..<100 where child == nil {
+            try await Task.sleep(for: .milliseconds(50))
+            child = (try? String(contentsOf: pidFile, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        let pid = try #require(child)
+        defer { kill(pid, SIGKILL) }
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(kill(pid, 0) == 0)
+        kill(owner.processIdentifier, SIGKILL)
+        // Not waitUntilExit(): it needs a run loop, which a test task does not have.
+        for _ in 0..<50 where owner.isRunning { try await Task.sleep(for: .milliseconds(100)) }
+        var gone = false
+        for _ in 0..<50 where !gone {
+            try await Task.sleep(for: .milliseconds(100))
+            // Reaped by init, or a zombie of the dead shell: either way, not running.
+            let state = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.split(separator: " ")[2]
+            gone = state == nil || state == "Z"
+        }
+        #expect(gone)
+    }
+
     @Test func aMissingModelSaysRunBootstrap() async throws {
         let server = EmbeddedServer(settings: ServerSettings(model: URL(fileURLWithPath: "/nonexistent/model.gguf")))
         await #expect(throws: PolicyError.modelMissing("/nonexistent/model.gguf")) { try await server.ensureRunning() }
