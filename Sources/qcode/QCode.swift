@@ -5,5 +5,5 @@ struct QCode: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "qcode",
         abstract: "Code generation by Q* search.",
-        subcommands: [Solve.self, Bench.self, Check.self, TestCommand.self, Sample.self, Doctor.self])
+        subcommands: [Solve.self, Bench.self, Check.self, TestCommand.self, Sample.self, Doctor.self, Rollouts.self, TrainQVM.self])
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import CodeDomain
 import Foundation
 import QStar
+import QVM
 
 /// Where a task comes from on the command line.
 struct TaskOptions: ParsableArguments {
@@ -63,7 +64,7 @@ struct SearchOptions: ParsableArguments {
     @Option(help: "How g aggregates the process rewards: min, max, sum or last.")
     var agg: Aggregation = .min
 
-    @Option(help: "Value model for h: zero or logprob.")
+    @Option(help: "Value model for h: zero, logprob, qvm (the shipped learned model) or qvm:MODEL (a file from `qcode train-qvm`).")
     var value: String = "logprob"
 
     @Option(help: "Budget: generated tokens per task.")
@@ -109,7 +110,9 @@ struct SearchOptions: ParsableArguments {
         switch value {
         case "zero": return .zero
         case "logprob": return .logprob
-        default: throw ValidationError("--value must be zero or logprob, not '\(value)'")
+        case "qvm": return try QValueModel.shipped().codeValueModel
+        case let v where v.hasPrefix("qvm:"): return try QValueModel.load(from: String(v.dropFirst(4))).codeValueModel
+        default: throw ValidationError("--value must be zero, logprob, qvm or qvm:MODEL, not '\(value)'")
         }
     }
 }
