@@ -1,6 +1,7 @@
 import ArgumentParser
 import CodeDomain
 import Foundation
+import Policy
 import QStar
 import QVM
 
@@ -34,6 +35,9 @@ struct Rollouts: AsyncParsableCommand {
     @Option(help: "How many asserts the prompt shows (the bench protocol shows 1).")
     var visible: Int = 1
 
+    @Option(help: "Tokens per program at most.")
+    var maxProgramTokens: Int = 384
+
     @Option(help: "Random seed.")
     var seed: UInt64 = 0
 
@@ -57,7 +61,10 @@ struct Rollouts: AsyncParsableCommand {
             return
         }
         let engine = try Engine.make(llm, timeout: timeout)
-        let sampler = RolloutSampler(model: engine.model, verifier: engine.jail, temperature: temperature, visible: visible)
+        // Whole programs for M samples take minutes on a busy CPU: honour --llm-timeout for the embedded server too.
+        let model: any LanguageModel = engine.server.map { PatientEmbeddedModel(server: $0, timeout: llm.llmTimeout) } ?? engine.model
+        let sampler = RolloutSampler(model: model, verifier: engine.jail, temperature: temperature,
+                                     maxProgramTokens: maxProgramTokens, visible: visible)
         let bar = ProgressBar()
         var programs = 0, solved = 0, failures = 0
         let started = Date()
@@ -88,5 +95,17 @@ struct Rollouts: AsyncParsableCommand {
         await engine.shutdown()
         print("\(programs) programs for \(todo.count - failures) tasks appended to \(out); \(solved) pass all tests"
               + (failures > 0 ? "; \(failures) task(s) failed, run again to retry" : ""))
+    }
+}
+
+/// The embedded server with the caller's timeout (the default client gives up after 120 s).
+struct PatientEmbeddedModel: LanguageModel {
+    let server: EmbeddedServer
+    let timeout: Double
+
+    func complete(_ request: CompletionRequest) async throws -> CompletionResponse {
+        let url = try await server.ensureRunning()
+        return try await HTTPLanguageModel(baseURL: url, options: EndpointOptions(flavor: .llama, timeout: timeout, retries: 1))
+            .complete(request)
     }
 }
