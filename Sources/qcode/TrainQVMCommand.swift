@@ -58,6 +58,9 @@ struct TrainQVM: AsyncParsableCommand {
     @Option(help: "Evaluate this model file instead of training (with --eval).")
     var model: String?
 
+    @Option(help: "Also report out-of-fold AUC: split the training tasks into K folds, train on K-1, score the rest.")
+    var folds: Int?
+
     @Option(help: ArgumentHelp("Benchmark: measure µs per candidate on N real states.", visibility: .hidden))
     var bench: Int?
 
@@ -100,6 +103,9 @@ struct TrainQVM: AsyncParsableCommand {
                 print(String(format: "train AUC: qvm %.3f, logprob %.3f", trainAUC,
                              auc(scores: dataset.logprobScore, labels: dataset.success) ?? .nan))
             }
+            if let k = folds, k >= 2 {
+                try crossValidate(groups: groups, tasks: try Self.tasks(data), folds: k, options: options)
+            }
             if let out {
                 try trained.save(to: out)
                 print("model written to \(out)")
@@ -133,6 +139,30 @@ struct TrainQVM: AsyncParsableCommand {
             }
         }
         if let n = bench { try benchmark(qvm, states: n) }
+    }
+
+    /// Out-of-fold scores by task, so every pair is scored by a model that never saw its task.
+    func crossValidate(groups: [(taskId: String, records: [RolloutRecord])], tasks: [String: CodeTask], folds k: Int,
+                       options: TrainingOptions) throws {
+        var qvm: [Double] = [], logprob: [Double] = [], labels: [Bool] = []
+        let extractor = FeatureExtractor(hashBits: hashBits)
+        for fold in 0..<k {
+            let train = groups.enumerated().filter { $0.offset % k != fold }.map(\.element)
+            let test = groups.enumerated().filter { $0.offset % k == fold }.map(\.element)
+            let trainSet = try QDataset(groups: train, tasks: tasks, extractor: extractor)
+            let testSet = try QDataset(groups: test, tasks: tasks, extractor: extractor)
+            guard trainSet.count > 0, testSet.count > 0 else { continue }
+            let model = trainQVM(trainSet, method: method, gamma: gamma, rounds: rounds, options: options, hashBits: hashBits)
+            qvm += testSet.x.map(model.predict)
+            logprob += testSet.logprobScore
+            labels += testSet.success
+        }
+        if let a = auc(scores: qvm, labels: labels), let b = auc(scores: logprob, labels: labels) {
+            print(String(format: "%d-fold out-of-fold AUC (%d pairs, %d on a path to success): qvm %.3f, logprob %.3f",
+                         k, labels.count, labels.filter { $0 }.count, a, b))
+        } else {
+            print("out-of-fold AUC undefined: the folds hold only one outcome")
+        }
     }
 
     /// Median µs per candidate through the search's own entry point
