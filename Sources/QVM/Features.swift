@@ -85,6 +85,8 @@ public struct FeatureExtractor: Sendable {
     public let hashBits: Int
     /// Indices below this are dense numeric features; hashed features land above.
     public static let denseSlots = 32
+    /// The dense slot holding the logit of the logprob heuristic (see `QValueModel.init`).
+    public static let priorSlot = 11
 
     public init(hashBits: Int = 14) { self.hashBits = hashBits }
 
@@ -118,6 +120,15 @@ public struct FeatureExtractor: Sendable {
         let pathMean = parent.path.logprobMean
         f.add(3, Float(max(pathMean, -5)) / 5)
         f.add(4, Float(parent.path.tokens == 0 ? 1 : exp(pathMean)))
+        // The prior: the logit of the `logprob` heuristic's own score, so a model
+        // with weight 1 here and nothing else *is* that heuristic; training learns a correction.
+        var prior = parent.path
+        if let lp = candidate.logprob, lp.tokens > 0 {
+            prior.logprobSum += lp.sum
+            prior.tokens += lp.tokens
+        }
+        let p = prior.tokens == 0 ? 0.95 : min(max(exp(prior.logprobMean), 0.02), 0.98)
+        f.add(Self.priorSlot, Float(log(p / (1 - p))))
         h("verdict", facts.verdict.rawValue)
         h("defEP", facts.definesEntryPoint ? (facts.entryPointArityMatches ? "match" : "mismatch") : "no")
         h("indentDepth", min(facts.indentDepth, 4))

@@ -28,6 +28,14 @@ public struct QValueModel: Sendable {
         self.metadata = metadata
     }
 
+    /// An untrained model that scores exactly as the `logprob` heuristic does
+    /// (clamped to [0.02, 0.98]): where training data is thin the QVM stays close to it.
+    public static func logprobPrior(hashBits: Int = 14) -> QValueModel {
+        var m = QValueModel(hashBits: hashBits)
+        m.weights[FeatureExtractor.priorSlot] = 1
+        return m
+    }
+
     @inline(__always)
     func logit(_ x: SparseFeatures) -> Float {
         var z = bias
@@ -188,4 +196,18 @@ public func auc(scores: [Double], labels: [Bool]) -> Double? {
         i = j + 1
     }
     return (rankSum - Double(positives * (positives + 1)) / 2) / Double(positives * negatives)
+}
+
+/// Mean over tasks (with both outcomes) of the AUC within the task: how well
+/// the scores rank one task's pairs, which is what the search compares; free
+/// of how tasks differ in difficulty.
+public func meanTaskAUC(scores: [Double], labels: [Bool], taskOf: [Int]) -> (auc: Double, tasks: Int)? {
+    var byTask: [Int: [Int]] = [:]
+    for i in labels.indices { byTask[taskOf[i], default: []].append(i) }
+    let values = byTask.keys.sorted().compactMap { t -> Double? in
+        let idx = byTask[t]!
+        return auc(scores: idx.map { scores[$0] }, labels: idx.map { labels[$0] })
+    }
+    guard !values.isEmpty else { return nil }
+    return (values.reduce(0, +) / Double(values.count), values.count)
 }

@@ -18,6 +18,11 @@ public struct QDataset: Sendable {
 
     public var count: Int { x.count }
 
+    /// Which tree (task) each pair belongs to.
+    public var taskOf: [Int] {
+        trees.indices.flatMap { t in Array(repeating: t, count: trees[t].edges.count) }
+    }
+
     /// Builds the trees and re-parses each prefix once (incrementally from
     /// its parent) for the syntax facts the search would have.
     public init(groups: [(taskId: String, records: [RolloutRecord])], tasks: [String: CodeTask],
@@ -83,10 +88,16 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
 }
 
 public struct TrainingOptions: Sendable {
-    public var epochs = 12
-    public var learningRate: Float = 0.02
+    public var epochs = 8
+    public var learningRate: Float = 0.01
     public var l2: Float = 1e-5
     public var seed: UInt64 = 0
+    /// Step size of the hashed (sparse) weights relative to the dense ones: the
+    /// n-grams are what can memorise a task, so on little data they move slowly.
+    public var sparseRate: Float = 0.3
+    /// Learn the bias. Off by default: with few tasks the base rate of the
+    /// training tasks says nothing about a new one, and the prior is calibrated already.
+    public var trainBias = false
     public init() {}
 }
 
@@ -135,13 +146,14 @@ public struct QTrainer {
                 let a = lr * c2.squareRoot() / c1
                 mb = b1 * mb + (1 - b1) * g
                 vb = b2 * vb + (1 - b2) * g * g
-                model.bias -= a * mb / (vb.squareRoot() + eps)
+                if options.trainBias { model.bias -= a * mb / (vb.squareRoot() + eps) }
                 for k in 0..<xi.indices.count {
                     let j = Int(xi.indices[k])
-                    let gj = g * xi.values[k] + l2 * model.weights[j]
+                    let anchor: Float = j == FeatureExtractor.priorSlot ? 1 : 0
+                    let gj = g * xi.values[k] + l2 * (model.weights[j] - anchor)
                     m[j] = b1 * m[j] + (1 - b1) * gj
                     v[j] = b2 * v[j] + (1 - b2) * gj * gj
-                    model.weights[j] -= a * m[j] / (v[j].squareRoot() + eps)
+                    model.weights[j] -= (j < FeatureExtractor.denseSlots ? a : a * options.sparseRate) * m[j] / (v[j].squareRoot() + eps)
                 }
             }
             let l = Self.loss(model, x: x, y: y)
@@ -160,7 +172,7 @@ public enum LabelMethod: String, Sendable, CaseIterable {
 /// of re-labelling with the current model and training on the new targets.
 public func trainQVM(_ data: QDataset, method: LabelMethod, gamma: Double, rounds: Int, options: TrainingOptions,
                      hashBits: Int = 14, log: @escaping (String) -> Void = { _ in }) -> QValueModel {
-    var model = QValueModel(hashBits: hashBits)
+    var model = QValueModel.logprobPrior(hashBits: hashBits)
     var trainer = QTrainer(dimension: model.weights.count, options: options)
     let labels = data.rolloutLabels(gamma: gamma)
     log("rollout labels: \(data.count) pairs, mean \(String(format: "%.3f", labels.reduce(0, +) / Double(max(1, labels.count))))")

@@ -38,10 +38,19 @@ struct TrainQVM: AsyncParsableCommand {
     var rounds: Int = 3
 
     @Option(help: "Training epochs.")
-    var epochs: Int = 12
+    var epochs: Int = 8
 
     @Option(help: "Adam learning rate.")
-    var learningRate: Double = 0.02
+    var learningRate: Double = 0.01
+
+    @Option(help: "L2 penalty on the weights (larger: smoother, less task-specific).")
+    var l2: Double = 1e-4
+
+    @Option(help: "Step size of the hashed n-gram weights relative to the dense ones.")
+    var sparseRate: Double = 0.3
+
+    @Flag(help: "Also learn the bias (the base rate of success).")
+    var trainBias = false
 
     @Option(help: "Hashed feature space: 2^bits weights.")
     var hashBits: Int = 14
@@ -89,6 +98,9 @@ struct TrainQVM: AsyncParsableCommand {
             options.epochs = epochs
             options.learningRate = Float(learningRate)
             options.seed = seed
+            options.l2 = Float(l2)
+            options.sparseRate = Float(sparseRate)
+            options.trainBias = trainBias
             var trained = trainQVM(dataset, method: method, gamma: gamma, rounds: rounds, options: options,
                                    hashBits: hashBits) { print($0) }
             let seconds = Date().timeIntervalSince(started)
@@ -121,18 +133,10 @@ struct TrainQVM: AsyncParsableCommand {
             print("eval on \(dataset.rollouts) rollouts of \(dataset.trees.count) tasks: \(dataset.count) pairs, \(positives) on a path to success")
             if let a = auc(scores: scores, labels: dataset.success), let b = auc(scores: dataset.logprobScore, labels: dataset.success) {
                 print(String(format: "eval AUC: qvm %.3f, logprob %.3f", a, b))
-                // Within-task ranking is what the search needs: pairs from tasks that have both outcomes.
-                var qs: [Double] = [], ls: [Double] = [], ys: [Bool] = []
-                for (t, tree) in dataset.trees.enumerated() {
-                    let range = dataset.offsets[t]..<(dataset.offsets[t] + tree.edges.count)
-                    let labels = dataset.success[range]
-                    guard labels.contains(true), labels.contains(false) else { continue }
-                    qs += scores[range]
-                    ls += dataset.logprobScore[range]
-                    ys += labels
-                }
-                if let a2 = auc(scores: qs, labels: ys), let b2 = auc(scores: ls, labels: ys) {
-                    print(String(format: "eval AUC on tasks with both outcomes (%d pairs): qvm %.3f, logprob %.3f", ys.count, a2, b2))
+                if let a2 = meanTaskAUC(scores: scores, labels: dataset.success, taskOf: dataset.taskOf),
+                   let b2 = meanTaskAUC(scores: dataset.logprobScore, labels: dataset.success, taskOf: dataset.taskOf) {
+                    print(String(format: "eval mean within-task AUC (%d tasks with both outcomes): qvm %.3f, logprob %.3f",
+                                 a2.tasks, a2.auc, b2.auc))
                 }
             } else {
                 print("eval AUC undefined: the eval rollouts hold only one outcome")
@@ -144,7 +148,7 @@ struct TrainQVM: AsyncParsableCommand {
     /// Out-of-fold scores by task, so every pair is scored by a model that never saw its task.
     func crossValidate(groups: [(taskId: String, records: [RolloutRecord])], tasks: [String: CodeTask], folds k: Int,
                        options: TrainingOptions) throws {
-        var qvm: [Double] = [], logprob: [Double] = [], labels: [Bool] = []
+        var qvm: [Double] = [], logprob: [Double] = [], labels: [Bool] = [], taskOf: [Int] = []
         let extractor = FeatureExtractor(hashBits: hashBits)
         for fold in 0..<k {
             let train = groups.enumerated().filter { $0.offset % k != fold }.map(\.element)
@@ -156,10 +160,16 @@ struct TrainQVM: AsyncParsableCommand {
             qvm += testSet.x.map(model.predict)
             logprob += testSet.logprobScore
             labels += testSet.success
+            taskOf += testSet.taskOf.map { $0 + 1000 * fold }
         }
         if let a = auc(scores: qvm, labels: labels), let b = auc(scores: logprob, labels: labels) {
             print(String(format: "%d-fold out-of-fold AUC (%d pairs, %d on a path to success): qvm %.3f, logprob %.3f",
                          k, labels.count, labels.filter { $0 }.count, a, b))
+            if let a2 = meanTaskAUC(scores: qvm, labels: labels, taskOf: taskOf),
+               let b2 = meanTaskAUC(scores: logprob, labels: labels, taskOf: taskOf) {
+                print(String(format: "%d-fold mean within-task AUC (%d tasks with both outcomes): qvm %.3f, logprob %.3f",
+                             k, a2.tasks, a2.auc, b2.auc))
+            }
         } else {
             print("out-of-fold AUC undefined: the folds hold only one outcome")
         }
