@@ -235,3 +235,19 @@ struct NoVerifier: ProgramVerifier {
         #expect(RolloutFile.completedTasks(path, perTask: 1) == ["1", "3"])
     }
 }
+
+@Suite struct PriorTests {
+    @Test func untrainedModelScoresAsTheLogprobHeuristic() {
+        let task = CodeTask(id: "add", text: "Add two numbers.", tests: ["assert add(1, 2) == 3"])
+        let ctx = FeatureContext(task: task)
+        let model = QValueModel.logprobPrior(hashBits: 12)
+        let facts = CodeFacts(verdict: .incomplete, definesEntryPoint: true, entryPointArityMatches: true, indentDepth: 1, lineCount: 1)
+        let path = PathStats(depth: 1, logprobSum: -2, tokens: 8)
+        let parent = ParentView(lines: ["def add(a, b):"], facts: facts, path: path)
+        for (sum, tokens) in [(-0.5, 4), (-3.0, 6), (-0.1, 10)] {
+            let q = model.q(ctx, parent: parent, candidate: CandidateView(line: "    return a + b", ends: false, logprob: (sum, tokens)))
+            let heuristic = exp((path.logprobSum + sum) / Double(path.tokens + tokens))
+            #expect(abs(q - heuristic) < 1e-5)
+        }
+    }
+}
