@@ -50,26 +50,26 @@ public struct CandidateView: Sendable {
 public struct FeatureContext: Sendable {
     public let entryPoint: EntryPoint?
     /// Identifiers in the visible tests other than the entry point (e.g. helper names, keyword args).
-    let testIdentifiers: Set<String>
+    let testIdentifiers: Set<Substring>
     /// Literal numbers and strings in the visible tests: a line that repeats them is often hard-coding.
-    let testLiterals: Set<String>
+    let testLiterals: Set<Substring>
     /// Lower-cased words of the task text.
     let taskWords: Set<String>
 
     public init(task: CodeTask) {
         let ep = task.tests.lazy.compactMap { CodeDomain.entryPoint(fromTest: $0) }.first
         entryPoint = ep ?? task.entryPoint.map { EntryPoint(name: $0, arity: -1) }
-        var ids = Set<String>(), lits = Set<String>()
+        var ids = Set<Substring>(), lits = Set<Substring>()
         for test in task.tests {
             for t in lex(test) {
                 switch t.kind {
-                case .name where !pythonKeywords.contains(t.text) && t.text != "assert": ids.insert(String(t.text))
-                case .number, .string: lits.insert(String(t.text))
+                case .name where !pythonKeywords.contains(t.text) && t.text != "assert": ids.insert(Substring(String(t.text)))
+                case .number, .string: lits.insert(Substring(String(t.text)))
                 default: break
                 }
             }
         }
-        if let name = entryPoint?.name { ids.remove(name) }
+        if let name = entryPoint?.name { ids.remove(Substring(name)) }
         testIdentifiers = ids
         testLiterals = lits
         var words = Set<String>()
@@ -104,6 +104,17 @@ public struct FeatureExtractor: Sendable {
             f.add(Self.denseSlots + Int(x % (mask + 1)))
         }
         func h(_ ns: StaticString, _ s: String) { h(ns, Substring(s)) }
+        /// `h(ns, "\(a) \(b)")` without building the string (same hash).
+        func h2(_ ns: StaticString, _ a: Substring, _ b: Substring) {
+            var x: UInt64 = 0xcbf2_9ce4_8422_2325
+            ns.withUTF8Buffer { for c in $0 { x = (x ^ UInt64(c)) &* 0x100_0000_01b3 } }
+            x = (x ^ 0x1F) &* 0x100_0000_01b3
+            for c in a.utf8 { x = (x ^ UInt64(c)) &* 0x100_0000_01b3 }
+            x = (x ^ 0x20) &* 0x100_0000_01b3
+            for c in b.utf8 { x = (x ^ UInt64(c)) &* 0x100_0000_01b3 }
+            x ^= x >> 29
+            f.add(Self.denseSlots + Int(x % (mask + 1)))
+        }
         func h(_ ns: StaticString, _ i: Int) { h(ns, Substring(String(i))) }
 
         let depth = parent.lines.count
@@ -193,7 +204,7 @@ public struct FeatureExtractor: Sendable {
             let norm: Substring
             switch t.kind {
             case .name:
-                if let ep = ctx.entryPoint?.name, t.text == ep { norm = "<EP>"; mentionsEP = true } else if ctx.testIdentifiers.contains(String(t.text)) {
+                if let ep = ctx.entryPoint?.name, t.text == ep { norm = "<EP>"; mentionsEP = true } else if ctx.testIdentifiers.contains(t.text) {
                     norm = "<TID>"
                     testIds += 1
                 } else {
@@ -201,19 +212,19 @@ public struct FeatureExtractor: Sendable {
                     norm = t.text
                 }
             case .number:
-                if ctx.testLiterals.contains(String(t.text)) { testLits += 1 }
+                if ctx.testLiterals.contains(t.text) { testLits += 1 }
                 norm = t.text.count <= 1 ? t.text : "<NUM>"
             case .string:
-                if ctx.testLiterals.contains(String(t.text)) { testLits += 1 }
+                if ctx.testLiterals.contains(t.text) { testLits += 1 }
                 norm = "<STR>"
             case .op:
                 norm = t.text
             }
             h("u", norm)
-            h("b", "\(previous) \(norm)")
+            h2("b", previous, norm)
             previous = norm
         }
-        h("b", "\(previous) $")
+        h2("b", previous, "$")
         h("first", tokens.first.map { $0.kind == .name ? $0.text : Substring($0.kind.rawValue) } ?? "")
         h("first.depth", "\(tokens.first?.text ?? "")|\(min(depth, 3))")
         if mentionsEP { h("mentionsEP", trimmed.hasPrefix("def ") ? "def" : "use") }
