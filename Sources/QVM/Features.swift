@@ -120,9 +120,9 @@ public struct FeatureExtractor: Sendable {
         let depth = parent.lines.count
         let depthBucket = min(depth, 12)
         let facts = parent.facts
-        let lastLine = parent.lines.last(where: { !$0.trimmingCharacters(in: .whitespaces).isEmpty })
+        let lastLine = parent.lines.last(where: { !isBlank($0) })
         let lastIndent = lastLine.map(indentWidth) ?? 0
-        let lastOpens = lastLine.map { $0.trimmingCharacters(in: .whitespaces).hasSuffix(":") } ?? false
+        let lastOpens = lastLine.map { trim($0).hasSuffix(":") } ?? false
 
         // Dense: bias-like and numeric features, each scaled to about [-1, 1].
         f.add(0, 1)
@@ -145,7 +145,7 @@ public struct FeatureExtractor: Sendable {
         h("indentDepth", min(facts.indentDepth, 4))
         h("depth", depthBucket)
 
-        guard let raw = candidate.line, !candidate.ends || !raw.trimmingCharacters(in: .whitespaces).isEmpty else {
+        guard let raw = candidate.line, !candidate.ends || !isBlank(raw) else {
             // The end action: is the program complete enough to stop here?
             h("end.verdict", facts.verdict.rawValue)
             h("end.defEP", facts.definesEntryPoint ? (facts.entryPointArityMatches ? "match" : "mismatch") : "no")
@@ -175,7 +175,7 @@ public struct FeatureExtractor: Sendable {
 
         let line = Substring(raw)
         let indent = indentWidth(raw)
-        let trimmed = raw.trimmingCharacters(in: .whitespaces)
+        let trimmed = String(trim(raw))
         let tokens = lex(trimmed)
         let rel = max(-3, min(2, (indent - lastIndent) / 4))
         h("indent", "\(rel)|\(lastOpens ? 1 : 0)")
@@ -308,6 +308,17 @@ func lex(_ s: String) -> [LexToken] {
     }
     return out
 }
+
+/// Spaces and tabs off both ends; Foundation's `trimmingCharacters` costs
+/// microseconds per call on Linux, and a candidate needs several.
+func trim(_ s: String) -> Substring {
+    let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\r" }
+    guard let start = s.firstIndex(where: { !isSpace($0) }) else { return "" }
+    let end = s.lastIndex(where: { !isSpace($0) })!
+    return s[start...end]
+}
+
+func isBlank(_ s: String) -> Bool { s.utf8.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D } }
 
 func indentWidth(_ line: String) -> Int {
     var n = 0
