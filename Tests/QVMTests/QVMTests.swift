@@ -1,6 +1,6 @@
 import CodeDomain
 import Foundation
-import Policy
+@testable import Policy
 import QStar
 import Sandbox
 import Testing
@@ -249,5 +249,29 @@ struct NoVerifier: ProgramVerifier {
             let heuristic = exp((path.logprobSum + sum) / Double(path.tokens + tokens))
             #expect(abs(q - heuristic) < 1e-5)
         }
+    }
+}
+
+@Suite struct TokenTextTests {
+    @Test func llamaResponsesCarryTokenTexts() throws {
+        let body = #"""
+        {"content":"x = 1\n","stop_type":"word","tokens_predicted":3,
+         "completion_probabilities":[{"token":"x","logprob":-0.5},{"token":" =","logprob":-0.25},{"token":" 1\n","logprob":-1}]}
+        """#
+        let client = HTTPLanguageModel(baseURL: URL(string: "http://127.0.0.1:1")!)
+        let choice = try client.decode(Data(body.utf8), n: 1).choices[0]
+        #expect(choice.tokenTexts == ["x", " =", " 1\n"])
+        #expect(choice.tokenLogprobs == [-0.5, -0.25, -1])
+    }
+
+    @Test func openAIResponsesCarryTokenTexts() throws {
+        let body = #"""
+        {"choices":[{"index":0,"text":"ab","finish_reason":"stop",
+          "logprobs":{"tokens":["a","b"],"token_logprobs":[-0.1,-0.2]}}]}
+        """#
+        let client = HTTPLanguageModel(baseURL: URL(string: "http://127.0.0.1:1")!,
+                                       options: EndpointOptions(flavor: .openai))
+        let choice = try client.decode(Data(body.utf8), n: 1).choices[0]
+        #expect(choice.tokenTexts == ["a", "b"])
     }
 }
