@@ -38,7 +38,8 @@ let package = Package(
         .target(name: "Sandbox"),
         .target(name: "Policy", dependencies: ["CCurl"]),
         .target(name: "CodeDomain", dependencies: ["QStar", "PythonSyntax", "Sandbox", "Policy"]),
-        .target(name: "QVM", dependencies: ["QStar", "CodeDomain"]),
+        .target(name: "QVM", dependencies: ["QStar", "CodeDomain", "PythonSyntax", "Policy", "Sandbox"],
+                exclude: ["README.md"], resources: [.copy("Resources/default.qvm")]),
         .target(name: "RPC"),
         .target(name: "Daemon", dependencies: [
             "RPC", "QStar", "CodeDomain", "Policy", "Sandbox", "PythonSyntax", "QVM",
@@ -56,6 +57,7 @@ let package = Package(
         .testTarget(name: "CodeDomainTests", dependencies: ["CodeDomain", "qcode-jail"]),
         .testTarget(name: "RPCTests", dependencies: ["RPC"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "RPC", "CodeDomain", "Policy", "Sandbox", "QStar", "qcode-jail"]),
+        .testTarget(name: "QVMTests", dependencies: ["QVM", "CodeDomain", "QStar", "Policy", "Sandbox"]),
     ],
     swiftLanguageModes: [.v6]
 )

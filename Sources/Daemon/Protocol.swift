@@ -1,4 +1,5 @@
 import CodeDomain
+import QVM
 import Foundation
 import PythonSyntax
 import QStar
@@ -141,10 +142,8 @@ public struct SolveParams: Codable, Sendable {
         o.samples = s.samples ?? 8
         o.temperature = s.temperature ?? 0.8
         let value: CodeValueModel
-        switch s.value ?? "logprob" {
-        case "zero": value = .zero
-        case "logprob": value = .logprob
-        case let other: throw ResponseError.invalidParams("options.value must be zero or logprob, not '\(other)'")
+        do { value = try CodeValueModel.named(s.value ?? "logprob") } catch {
+            throw ResponseError.invalidParams("options.value: \(error)")
         }
         let timeout = s.timeout ?? 10
         guard timeout > 0, timeout <= 3600 else { throw ResponseError.invalidParams("options.timeout must be between 0 and 3600 seconds") }

@@ -174,12 +174,14 @@ public struct HTTPLanguageModel: LanguageModel {
             }
             let stopType = r["stop_type"] as? String ?? "word"
             let probs = (r["completion_probabilities"] as? [[String: Any]]) ?? []
-            let logprobs = probs.compactMap { ($0["logprob"] as? NSNumber)?.doubleValue }
+            let scored = probs.filter { $0["logprob"] is NSNumber }
+            let logprobs = scored.compactMap { ($0["logprob"] as? NSNumber)?.doubleValue }
+            let texts = scored.map { $0["token"] as? String ?? "" }
             let predicted = (r["tokens_predicted"] as? NSNumber)?.intValue ?? probs.count
             choices.append(CompletionChoice(
                 text: content, tokenLogprobs: logprobs,
                 finish: stopType == "eos" ? .endOfText : stopType == "limit" ? .length : .stop,
-                tokens: predicted))
+                tokens: predicted, tokenTexts: texts))
             usage.generatedTokens += predicted
             // The prompt is evaluated once for all `n` results: count it from the first.
             if i == 0 {
@@ -210,6 +212,7 @@ public struct HTTPLanguageModel: LanguageModel {
         for c in rawChoices.sorted(by: { (($0["index"] as? Int) ?? 0) < (($1["index"] as? Int) ?? 0) }) {
             guard let text = c["text"] as? String else { throw PolicyError.malformedResponse("choice without `text`") }
             let logprobs = Self.openAILogprobs(c["logprobs"])
+            let texts = Self.openAITokenTexts(c["logprobs"], count: logprobs.count)
             // vLLM reports which stop string matched in `stop_reason` (null for
             // end-of-text); servers without it cannot tell the two apart.
             let finish: FinishReason
@@ -221,7 +224,7 @@ public struct HTTPLanguageModel: LanguageModel {
             }
             // `usage.completion_tokens` counts one choice only: count each choice's own tokens.
             let tokens = logprobs.count
-            choices.append(CompletionChoice(text: text, tokenLogprobs: logprobs, finish: finish, tokens: tokens))
+            choices.append(CompletionChoice(text: text, tokenLogprobs: logprobs, finish: finish, tokens: tokens, tokenTexts: texts))
             usage.generatedTokens += tokens
         }
         return CompletionResponse(choices: choices, usage: usage)
@@ -237,6 +240,18 @@ public struct HTTPLanguageModel: LanguageModel {
             return list.compactMap { ($0 as? NSNumber)?.doubleValue }
         }
         return []
+    }
+
+    /// Token texts beside `openAILogprobs`; empty unless there is one per log-probability.
+    static func openAITokenTexts(_ raw: Any?, count: Int) -> [String] {
+        guard let dict = raw as? [String: Any] else { return [] }
+        var texts: [String] = []
+        if let content = dict["content"] as? [[String: Any]] {
+            texts = content.filter { $0["logprob"] is NSNumber }.map { $0["token"] as? String ?? "" }
+        } else if let list = dict["tokens"] as? [Any], let lps = dict["token_logprobs"] as? [Any], list.count == lps.count {
+            texts = zip(list, lps).filter { $0.1 is NSNumber }.map { $0.0 as? String ?? "" }
+        }
+        return texts.count == count ? texts : []
     }
 
     static func errorDetail(_ body: Data) -> String {

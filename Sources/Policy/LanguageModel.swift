@@ -56,12 +56,16 @@ public struct CompletionChoice: Sendable, Hashable, Codable {
     public var tokenLogprobs: [Double]
     public var finish: FinishReason
     public var tokens: Int
+    /// The text of each token in `tokenLogprobs` (same order) when the server
+    /// reports it, so log-probabilities can be attributed to lines; else empty.
+    public var tokenTexts: [String]
 
-    public init(text: String, tokenLogprobs: [Double], finish: FinishReason, tokens: Int) {
+    public init(text: String, tokenLogprobs: [Double], finish: FinishReason, tokens: Int, tokenTexts: [String] = []) {
         self.text = text
         self.tokenLogprobs = tokenLogprobs
         self.finish = finish
         self.tokens = tokens
+        self.tokenTexts = tokenTexts
     }
 
     public var logprobSum: Double { tokenLogprobs.reduce(0, +) }

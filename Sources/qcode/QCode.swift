@@ -6,5 +6,5 @@ struct QCode: AsyncParsableCommand {
         commandName: "qcode",
         abstract: "Code generation by Q* search.",
         subcommands: [Solve.self, Bench.self, Check.self, TestCommand.self, Sample.self, Doctor.self,
-                      Serve.self, Status.self, Stop.self, Config.self])
+                      Rollouts.self, TrainQVM.self, Serve.self, Status.self, Stop.self, Config.self])
 }

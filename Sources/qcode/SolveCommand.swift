@@ -4,6 +4,7 @@ import Daemon
 import RPC
 import Foundation
 import QStar
+import QVM
 
 /// Where a task comes from on the command line.
 struct TaskOptions: ParsableArguments {
@@ -65,7 +66,7 @@ struct SearchOptions: ParsableArguments {
     @Option(help: "How g aggregates the process rewards: min, max, sum or last.")
     var agg: Aggregation = .min
 
-    @Option(help: "Value model for h: zero or logprob.")
+    @Option(help: "Value model for h: zero, logprob, qvm (the shipped learned model) or qvm:MODEL (a file from `qcode train-qvm`).")
     var value: String = "logprob"
 
     @Option(help: "Budget: generated tokens per task.")
@@ -113,10 +114,8 @@ struct SearchOptions: ParsableArguments {
     }
 
     func valueModel() throws -> CodeValueModel {
-        switch value {
-        case "zero": return .zero
-        case "logprob": return .logprob
-        default: throw ValidationError("--value must be zero or logprob, not '\(value)'")
+        do { return try CodeValueModel.named(value) } catch let error as UnknownValueModel {
+            throw ValidationError("--value: \(error)")
         }
     }
 }

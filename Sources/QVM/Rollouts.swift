@@ -1,0 +1,213 @@
+import CodeDomain
+import Foundation
+import Policy
+import QStar
+import Sandbox
+
+/// One sampled program and its outcome: a line of a rollouts JSONL file.
+/// Per-line log-probabilities are kept so the training features match what
+/// the search sees for a proposed line.
+public struct RolloutRecord: Sendable, Codable, Hashable {
+    public var taskId: String
+    public var sample: Int
+    public var lines: [String]
+    /// Sum of token log-probabilities attributed to each line (nil when the server gave no token texts).
+    public var lineLogprobSum: [Double]?
+    public var lineTokens: [Int]?
+    /// The policy ended the program itself (rather than a token limit).
+    public var ended: Bool
+    public var testsPassed: Int
+    public var testsTotal: Int
+    public var outcome: String
+    /// 1 when every test of the task passed, else 0.
+    public var reward: Double
+    /// How many asserts the prompt showed.
+    public var visible: Int
+
+    public init(taskId: String, sample: Int, lines: [String], lineLogprobSum: [Double]? = nil, lineTokens: [Int]? = nil,
+                ended: Bool = true, testsPassed: Int = 0, testsTotal: Int = 1, outcome: String = "", reward: Double,
+                visible: Int = 1) {
+        self.taskId = taskId
+        self.sample = sample
+        self.lines = lines
+        self.lineLogprobSum = lineLogprobSum
+        self.lineTokens = lineTokens
+        self.ended = ended
+        self.testsPassed = testsPassed
+        self.testsTotal = testsTotal
+        self.outcome = outcome
+        self.reward = reward
+        self.visible = visible
+    }
+
+    public func logprob(line i: Int) -> (sum: Double, tokens: Int)? {
+        guard let s = lineLogprobSum, let t = lineTokens, i < s.count, i < t.count else { return nil }
+        return (s[i], t[i])
+    }
+}
+
+public enum QVMError: Error, Sendable, CustomStringConvertible, Equatable {
+    case modelMissing(String)
+    case modelCorrupt(String, String)
+    case modelVersion(String, found: Int, expected: Int)
+    case rolloutsUnreadable(String, String)
+    case noTrainingData(String)
+
+    public var description: String {
+        switch self {
+        case .modelMissing(let path):
+            return "QVM model file \(path) not found: train one with `qcode train-qvm ROLLOUTS --out \(path)`, or use --value qvm for the shipped model"
+        case .modelCorrupt(let path, let why):
+            return "QVM model file \(path) is corrupt (\(why)): retrain it with `qcode train-qvm`"
+        case .modelVersion(let path, let found, let expected):
+            return "QVM model file \(path) has format version \(found), this qcode reads version \(expected): retrain it with this qcode's `train-qvm`"
+        case .rolloutsUnreadable(let path, let why):
+            return "cannot read rollouts \(path): \(why); create it with `qcode rollouts DATA.jsonl --out \(path)`"
+        case .noTrainingData(let path):
+            return "\(path) holds no usable rollouts: run `qcode rollouts` first"
+        }
+    }
+}
+
+/// Reading and appending rollouts JSONL. A torn last line (an interrupted
+/// run) is skipped rather than fatal.
+public enum RolloutFile {
+    public static func encoder() -> JSONEncoder {
+        let e = JSONEncoder()
+        e.keyEncodingStrategy = .convertToSnakeCase
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return e
+    }
+
+    public static func decoder() -> JSONDecoder {
+        let d = JSONDecoder()
+        d.keyDecodingStrategy = .convertFromSnakeCase
+        return d
+    }
+
+    /// All records, grouped by task in file order.
+    public static func load(_ path: String) throws -> [(taskId: String, records: [RolloutRecord])] {
+        guard FileManager.default.fileExists(atPath: path) else { throw QVMError.rolloutsUnreadable(path, "no such file") }
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw QVMError.rolloutsUnreadable(path, (error as NSError).localizedDescription)
+        }
+        let decoder = decoder()
+        var groups: [(taskId: String, records: [RolloutRecord])] = []
+        var index: [String: Int] = [:]
+        for line in data.split(separator: UInt8(ascii: "\n")) where !line.isEmpty {
+            guard let r = try? decoder.decode(RolloutRecord.self, from: Data(line)) else { continue }
+            if let i = index[r.taskId] { groups[i].records.append(r) } else {
+                index[r.taskId] = groups.count
+                groups.append((r.taskId, [r]))
+            }
+        }
+        return groups
+    }
+
+    /// Task ids with at least `perTask` records: what a resumed run skips.
+    /// Only ids are kept, so resuming a large file stays small in memory.
+    public static func completedTasks(_ path: String, perTask: Int) -> Set<String> {
+        guard let data = try? Data(contentsOf: URL(fileURLWithPath: path)) else { return [] }
+        struct Id: Decodable { var taskId: String }
+        let decoder = decoder()
+        var counts: [String: Int] = [:]
+        for line in data.split(separator: UInt8(ascii: "\n")) where !line.isEmpty {
+            if let r = try? decoder.decode(Id.self, from: Data(line)) { counts[r.taskId, default: 0] += 1 }
+        }
+        return Set(counts.filter { $0.value >= perTask }.keys)
+    }
+
+    /// Appends one task's records in a single write, so a crash leaves whole tasks or a torn last line.
+    public static func append(_ records: [RolloutRecord], to path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        if !FileManager.default.fileExists(atPath: path) {
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            FileManager.default.createFile(atPath: path, contents: nil)
+        }
+        let encoder = encoder()
+        var blob = Data()
+        for r in records {
+            blob.append(try encoder.encode(r))
+            blob.append(UInt8(ascii: "\n"))
+        }
+        let handle = try FileHandle(forUpdating: url)
+        defer { try? handle.close() }
+        let end = try handle.seekToEnd()
+        // A torn line from an interrupted run must not swallow the next record.
+        if end > 0 {
+            try handle.seek(toOffset: end - 1)
+            if handle.readData(ofLength: 1) != Data([UInt8(ascii: "\n")]) { blob.insert(UInt8(ascii: "\n"), at: 0) }
+            try handle.seekToEnd()
+        }
+        handle.write(blob)
+    }
+}
+
+/// Splits a whole-program completion into lines, attributing each token's
+/// log-probability to the line it belongs to. Tokens holding a newline are
+/// left out: the line-by-line search never sees them (they are its stop string).
+public func splitCompletion(_ choice: CompletionChoice) -> (lines: [String], logprobSum: [Double]?, tokens: [Int]?) {
+    var lines = choice.text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    while let last = lines.last, last.trimmingCharacters(in: .whitespaces).isEmpty { lines.removeLast() }
+    guard !choice.tokenTexts.isEmpty, choice.tokenTexts.count == choice.tokenLogprobs.count else { return (lines, nil, nil) }
+    var sums = [Double](repeating: 0, count: lines.count)
+    var counts = [Int](repeating: 0, count: lines.count)
+    var line = 0
+    for (text, lp) in zip(choice.tokenTexts, choice.tokenLogprobs) {
+        if text.contains("\n") {
+            line += text.reduce(0) { $0 + ($1 == "\n" ? 1 : 0) }
+            continue
+        }
+        guard line < lines.count else { break }
+        sums[line] += lp
+        counts[line] += 1
+    }
+    return (lines, sums, counts)
+}
+
+/// Samples programs for a task with the policy and scores each on all of the
+/// task's tests. The M samples share one prompt in one `n`-request, so the
+/// server evaluates the task prefix once and its prefix cache serves it.
+public struct RolloutSampler: Sendable {
+    public let model: any LanguageModel
+    public let verifier: any ProgramVerifier
+    public let prompts: PromptBuilder
+    public var temperature: Double
+    public var maxProgramTokens: Int
+    public var visible: Int
+
+    public init(model: any LanguageModel, verifier: any ProgramVerifier, prompts: PromptBuilder = PromptBuilder(),
+                temperature: Double = 0.8, maxProgramTokens: Int = 512, visible: Int = 1) {
+        self.model = model
+        self.verifier = verifier
+        self.prompts = prompts
+        self.temperature = temperature
+        self.maxProgramTokens = maxProgramTokens
+        self.visible = visible
+    }
+
+    public func sample(_ task: CodeTask, n: Int, seed: UInt64) async throws -> [RolloutRecord] {
+        let shown = task.visible(visible)
+        let request = CompletionRequest(
+            prompt: prompts.prompt(for: shown, lines: []), n: n, maxTokens: maxProgramTokens,
+            stop: prompts.endMarkers, sampling: Sampling(temperature: temperature), seed: seed)
+        let response = try await model.complete(request)
+        var records: [RolloutRecord] = []
+        for (i, choice) in response.choices.enumerated() {
+            try Task.checkCancellation()
+            let split = splitCompletion(choice)
+            let program = split.lines.isEmpty ? "" : split.lines.joined(separator: "\n") + "\n"
+            let report = try await verifier.run(JailJob(program: program, tests: task.tests.joined(separator: "\n"),
+                                                        setup: task.setup))
+            let total = max(report.total, task.tests.count)
+            let passed = report.outcome == .passed ? total : report.passed
+            records.append(RolloutRecord(
+                taskId: task.id, sample: i, lines: split.lines, lineLogprobSum: split.logprobSum, lineTokens: split.tokens,
+                ended: choice.finish != .length, testsPassed: passed, testsTotal: total,
+                outcome: report.syntaxError != nil ? "syntax error" : report.outcome.rawValue,
+                reward: report.outcome == .passed ? 1 : 0, visible: visible))
+        }
+        return records
+    }
+}
