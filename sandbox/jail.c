@@ -22,8 +22,8 @@
  *
  *   qcode-jail --tied-to-parent -- COMMAND ARGS...
  *
- * A second, unrelated job: exec COMMAND (not jailed) so that it is killed
- * when its parent dies. qcode starts llama-server this way, so a crashed or
+ * A second, unrelated job: run COMMAND (not jailed) so that it is killed
+ * when our parent dies. qcode starts llama-server this way, so a crashed or
  * SIGKILLed qcode does not leave a 1 GB server behind.
  */
 #include <errno.h>
@@ -583,28 +583,59 @@ static void json_str(FILE *f, const char *s) {
   fputc('"', f);
 }
 
-/* --tied-to-parent: PDEATHSIG, then exec. The parent may already be gone by
- * the time prctl runs: compare getppid() with the pid that started us. */
+/* --tied-to-parent: run COMMAND as our child and kill it when our parent
+ * dies. PDEATHSIG alone would not do: it fires when the parent *thread* that
+ * spawned us exits, and qcode spawns from pool threads that come and go. So
+ * this process watches getppid() (it changes only when the parent process is
+ * gone), and the child gets PDEATHSIG against this single-threaded watcher,
+ * so killing the watcher (even by SIGKILL) takes the child with it. */
+static volatile sig_atomic_t tied_child = 0;
+static void forward_signal(int sig) {
+  if (tied_child > 0) kill(tied_child, sig);
+}
+
 static int exec_tied_to_parent(int argc, char **argv) {
   if (argc < 4 || strcmp(argv[2], "--") != 0) {
     fprintf(stderr, "usage: qcode-jail --tied-to-parent -- COMMAND [ARGS...]\n");
     return EXIT_USAGE;
   }
   pid_t parent = getppid();
-  /* SIGKILL cannot be blocked or ignored, and an ignored SIGTERM survives
-   * exec (qcode ignores it while its own handler runs): reset both anyway so
-   * the server's graceful SIGTERM works. */
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) return 127;
-  if (getppid() != parent) return 127;
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, NULL);
-  signal(SIGTERM, SIG_DFL);
-  signal(SIGINT, SIG_DFL);
-  signal(SIGHUP, SIG_DFL);
-  execv(argv[3], &argv[3]);
-  fprintf(stderr, "qcode-jail: exec %s: %s\n", argv[3], strerror(errno));
-  return 127;
+  pid_t child = fork();
+  if (child < 0) {
+    fprintf(stderr, "qcode-jail: fork: %s\n", strerror(errno));
+    return 127;
+  }
+  if (child == 0) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() == 1) _exit(127);
+    /* An ignored SIGTERM survives exec (qcode ignores it while its own
+     * handler runs): restore defaults so the server's graceful stop works. */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    execv(argv[3], &argv[3]);
+    fprintf(stderr, "qcode-jail: exec %s: %s\n", argv[3], strerror(errno));
+    _exit(127);
+  }
+  tied_child = child;
+  signal(SIGTERM, forward_signal);
+  signal(SIGINT, forward_signal);
+  signal(SIGHUP, forward_signal);
+  for (;;) {
+    int status;
+    pid_t r = waitpid(child, &status, WNOHANG);
+    if (r == child) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (getppid() != parent) {
+      kill(child, SIGTERM);
+      for (int i = 0; i < 30 && waitpid(child, &status, WNOHANG) == 0; i++) usleep(100000);
+      kill(child, SIGKILL);
+      waitpid(child, &status, 0);
+      return 1;
+    }
+    usleep(200000);
+  }
 }
 
 int main(int argc, char **argv) {

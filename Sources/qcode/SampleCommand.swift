@@ -49,9 +49,10 @@ struct Sample: AsyncParsableCommand {
                     seed: seed &+ UInt64(i), slot: 0))
                 last = response
                 calls.append(Self.usageJSON(response.usage))
-                if let next = response.choices.first(where: { !$0.text.trimmingCharacters(in: .whitespaces).isEmpty }) {
-                    code.append(next.text)
-                }
+                // Follow the first real line; stop where the model closes the program.
+                guard let next = response.choices.first(where: { !$0.text.trimmingCharacters(in: .whitespaces).isEmpty }),
+                      next.finish == .stop, !PromptBuilder().isEndMarker(next.text) else { break }
+                code.append(next.text)
             }
         } catch {
             await engine.shutdown()
