@@ -39,73 +39,24 @@ struct Check: AsyncParsableCommand {
     }
 
     func run() async throws {
-        if !daemon.noDaemon && !bench {
-            return try await runInDaemon()
-        }
-        let parser: PythonParser
-        do {
-            parser = try PythonParser()
-        } catch {
-            fail("\(error)")
-        }
         if bench {
+            let parser: PythonParser
+            do { parser = try PythonParser() } catch { fail("\(error)") }
             try SyntaxBench.run(parser: parser, trainPath: file == "-" ? "../shared/data/mbpp/train.jsonl" : file)
             return
         }
-        let source = read(file, what: "program")
-
-        var entry: EntryPoint?
-        var entryName = entryPointName
-        if let tests {
-            let text = read(tests, what: "tests")
-            entry = text.split(whereSeparator: \.isNewline).lazy.compactMap { entryPoint(fromTest: String($0)) }.first
-            guard let entry else { fail("no function call found in the tests \(tests): expected lines like `assert f(1, 2) == 3`") }
-            entryName = entry.name
-        }
-        let program = parser.parse(source)
-        let report = program.report
-        let defined: Bool? = entryName.map { name in report.functions.contains { $0.name == name } }
-        let arityMatches: Bool? = entry.map { codeFacts(program, entryPoint: $0).entryPointArityMatches }
-
-        if json {
-            let out = CheckOutput(verdict: report.verdict, errors: report.issues, entryPoint: entryName,
-                                  entryPointDefined: defined, entryPointArityMatches: arityMatches,
-                                  indentDepth: report.indentDepth, lineCount: report.lineCount)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(out), as: UTF8.self))
-        } else {
-            print(report.verdict.rawValue)
-            for issue in report.issues {
-                print("\(issue.line):\(issue.column): \(issue.message)")
-            }
-            if let entryName, let defined {
-                var line = "entry point \(entryName): " + (defined ? "defined" : "not defined")
-                if let entry, defined, let arityMatches {
-                    line += arityMatches ? " (accepts \(entry.arity) arguments)" : " (does not accept \(entry.arity) arguments)"
-                }
-                print(line)
-            }
-        }
-        if report.verdict == .broken { throw ExitCode(1) }
-    }
-
-    /// The same check through the daemon, with the same output and exit status.
-    private func runInDaemon() async throws {
-        let source = read(file, what: "program")
-        let testSource = tests.map { read($0, what: "tests") }
-        let client: RPCClient
-        do { client = try await daemon.client(name: "qcode check") } catch { fail("\(error)") }
-        defer { client.close() }
+        let params = CheckParams(source: read(file, what: "program"), entryPoint: entryPointName,
+                                 tests: tests.map { read($0, what: "tests") })
         let r: CheckResult
         do {
-            let value = try await daemonRequest(client, "qcode/check",
-                                                try JSONValue.encoding(CheckParams(source: source, entryPoint: entryPointName, tests: testSource)))
-            r = try value.decode(CheckResult.self)
+            // The same function answers `qcode/check` in the daemon.
+            r = daemon.noDaemon ? try CheckResult.check(params) : try await checkInDaemon(params)
         } catch let e as ExitCode {
             throw e
+        } catch let e as ResponseError {
+            fail(tests.map { "\($0): \(e.message)" } ?? e.message)
         } catch let e as UserError where tests != nil && e.description.contains("no function call") {
-            fail("no function call found in the tests \(tests!): expected lines like `assert f(1, 2) == 3`")
+            fail("\(tests!): \(e.description)")
         } catch {
             fail("\(error)")
         }
@@ -130,6 +81,12 @@ struct Check: AsyncParsableCommand {
             }
         }
         if r.verdict == .broken { throw ExitCode(1) }
+    }
+
+    private func checkInDaemon(_ params: CheckParams) async throws -> CheckResult {
+        let client = try await daemon.client(name: "qcode check")
+        defer { client.close() }
+        return try await daemonRequest(client, "qcode/check", try JSONValue.encoding(params)).decode(CheckResult.self)
     }
 
     private func read(_ path: String, what: String) -> String {
