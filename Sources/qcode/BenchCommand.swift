@@ -10,14 +10,8 @@ struct Bench: AsyncParsableCommand {
         Example: qcode bench ../shared/data/mbpp/validation.jsonl --method qstar --value logprob --limit 30 --out reports/qstar.json
         """)
 
-    @Argument(help: "An MBPP JSONL file.")
-    var data: String
+    @OptionGroup var selection: MBPPSelection
 
-    @Option(help: "Use only the first N tasks.")
-    var limit: Int?
-
-    @Option(help: "Skip the first N tasks.")
-    var offset: Int = 0
 
     @Option(help: "How many asserts the search may see.")
     var visible: Int = 1
@@ -29,9 +23,7 @@ struct Bench: AsyncParsableCommand {
     @OptionGroup var llm: LLMOptions
 
     func run() async throws {
-        let all = try TaskLoader.mbppFile(URL(fileURLWithPath: data))
-        let tasks = Array(all.dropFirst(offset).prefix(limit ?? all.count))
-        guard !tasks.isEmpty else { throw ValidationError("no tasks selected from \(data) (offset \(offset), limit \(limit ?? 0))") }
+        let tasks = try selection.tasks()
         let value = try search.valueModel()
         let settings = [
             "k": String(search.k), "lambda": String(search.lambda), "agg": search.agg.rawValue,
@@ -39,7 +31,7 @@ struct Bench: AsyncParsableCommand {
             "temperature": String(search.temperature), "seed": String(search.seed), "visible": String(visible),
         ]
         let valueName = search.method == .qstar ? value.name : "-"
-        var report = BenchReport(data: data, method: search.method.rawValue, value: valueName, settings: settings, tasks: [])
+        var report = BenchReport(data: selection.data, method: search.method.rawValue, value: valueName, settings: settings, tasks: [])
         if let out, let existing = try? Data(contentsOf: URL(fileURLWithPath: out)) {
             let previous = try BenchReport.resume(existing)
             guard previous.method == report.method, previous.value == report.value, previous.settings == settings else {

@@ -14,8 +14,7 @@ struct Rollouts: AsyncParsableCommand {
         Example: qcode rollouts ../shared/data/mbpp/train.jsonl --per-task 4 --limit 120 --out /work/rollouts/train.jsonl
         """)
 
-    @Argument(help: "An MBPP JSONL file.")
-    var data: String
+    @OptionGroup var selection: MBPPSelection
 
     @Option(help: "Programs to sample per task.")
     var perTask: Int = 4
@@ -23,11 +22,6 @@ struct Rollouts: AsyncParsableCommand {
     @Option(help: "Append the rollouts (JSONL) here; resumes from it.")
     var out: String
 
-    @Option(help: "Use only the first N tasks (after --offset).")
-    var limit: Int?
-
-    @Option(help: "Skip the first N tasks.")
-    var offset: Int = 0
 
     @Option(help: "Sampling temperature (the search samples candidates at 0.8).")
     var temperature: Double = 0.8
@@ -51,9 +45,7 @@ struct Rollouts: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let all = try TaskLoader.mbppFile(URL(fileURLWithPath: data))
-        let tasks = Array(all.dropFirst(offset).prefix(limit ?? all.count))
-        guard !tasks.isEmpty else { throw ValidationError("no tasks selected from \(data) (offset \(offset), limit \(limit ?? 0))") }
+        let tasks = try selection.tasks()
         let done = RolloutFile.completedTasks(out, perTask: perTask)
         let todo = tasks.filter { !done.contains($0.id) }
         if todo.isEmpty {
@@ -70,7 +62,7 @@ struct Rollouts: AsyncParsableCommand {
             for (i, task) in todo.enumerated() {
                 let rate = programs == 0 ? 0 : Double(solved) / Double(programs)
                 bar.update("[\(i + 1 + done.count)/\(tasks.count)] task \(task.id)  programs \(programs)  pass \(String(format: "%.0f%%", rate * 100))  \(Int(Date().timeIntervalSince(started))) s")
-                let taskSeed = seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(offset + i) &* 0xBF58_476D_1CE4_E5B9
+                let taskSeed = seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(selection.offset + i) &* 0xBF58_476D_1CE4_E5B9
                 do {
                     let records = try await sampler.sample(task, n: perTask, seed: taskSeed)
                     try RolloutFile.append(records, to: out)
