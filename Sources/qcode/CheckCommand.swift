@@ -61,12 +61,11 @@ struct Check: AsyncParsableCommand {
             fail("\(error)")
         }
         if json {
-            let out = CheckOutput(verdict: r.verdict, errors: r.errors, entryPoint: r.entryPoint,
-                                  entryPointDefined: r.entryPointDefined, entryPointArityMatches: r.entryPointArityMatches,
-                                  indentDepth: r.indentDepth, lineCount: r.lineCount)
+            // The daemon's `qcode/check` result, byte for byte.
             let encoder = JSONEncoder()
+            encoder.keyEncodingStrategy = .convertToSnakeCase
             encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(out), as: UTF8.self))
+            print(String(decoding: try encoder.encode(r), as: UTF8.self))
         } else {
             print(r.verdict.rawValue)
             for issue in r.errors {
@@ -117,34 +116,6 @@ struct Check: AsyncParsableCommand {
 
 /// The `--json` shape. `entry_point_defined` is always present (null when no
 /// entry point was asked for) so consumers need not test for the key.
-private struct CheckOutput: Encodable {
-    var verdict: SyntaxVerdict
-    var errors: [SyntaxIssue]
-    var entryPoint: String?
-    var entryPointDefined: Bool?
-    var entryPointArityMatches: Bool?
-    var indentDepth: Int
-    var lineCount: Int
-
-    enum CodingKeys: String, CodingKey {
-        case verdict, errors
-        case entryPoint = "entry_point", entryPointDefined = "entry_point_defined"
-        case entryPointArityMatches = "entry_point_arity_matches"
-        case indentDepth = "indent_depth", lineCount = "line_count"
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(verdict, forKey: .verdict)
-        try c.encode(errors, forKey: .errors)
-        try c.encode(entryPoint, forKey: .entryPoint)
-        try c.encode(entryPointDefined, forKey: .entryPointDefined)
-        try c.encode(entryPointArityMatches, forKey: .entryPointArityMatches)
-        try c.encode(indentDepth, forKey: .indentDepth)
-        try c.encode(lineCount, forKey: .lineCount)
-    }
-}
-
 /// `qcode check --bench [TRAIN_JSONL]`: median µs per check over every
 /// line-boundary prefix of the MBPP train solutions, parsed from scratch and
 /// as an incremental extension of the previous prefix (what the search does).
