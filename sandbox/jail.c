@@ -73,6 +73,8 @@ struct opts {
   long tmpfs;        /* size of the /tmp work dir (namespace mode) */
   int no_userns;
   int status_fd;
+  const char *hide[16]; /* extra private directories (--hide), e.g. the caller's repository */
+  int nhide;
   char **argv;
 };
 
@@ -125,7 +127,7 @@ static void usage(void) {
   fprintf(stderr,
           "usage: qcode-jail [--wall S] [--cpu S] [--mem BYTES] [--fsize BYTES] [--nproc N]\n"
           "                  [--nofile N] [--out BYTES] [--tmpfs BYTES] [--status-fd N] [--no-userns]\n"
-          "                  -- COMMAND [ARGS...]\n");
+          "                  [--hide DIR]... -- COMMAND [ARGS...]\n");
 }
 
 static int parse(int argc, char **argv, struct opts *o) {
@@ -140,6 +142,13 @@ static int parse(int argc, char **argv, struct opts *o) {
     char *end = NULL;
     const char *v = argv[++i];
     errno = 0;
+    if (strcmp(a, "--hide") == 0) {
+      /* Absolute, not the root: hiding "/" or a relative path would hide the
+       * interpreter itself or depend on the caller's working directory. */
+      if (v[0] != '/' || v[1] == '\0' || o->nhide >= (int)(sizeof o->hide / sizeof *o->hide)) return -1;
+      o->hide[o->nhide++] = v;
+      continue;
+    }
     if (strcmp(a, "--wall") == 0) o->wall = strtod(v, &end);
     else {
       long x = strtol(v, &end, 10);
@@ -314,6 +323,12 @@ static int setup_fs(const struct opts *o, char *err, size_t errlen) {
   for (size_t i = 0; i < sizeof hidden / sizeof *hidden; i++)
     if (hide(hidden[i]) < 0) {
       snprintf(err, errlen, "hide %s: %s", hidden[i], strerror(errno));
+      return -1;
+    }
+  /* A directory inside one hidden above no longer exists here, so hide() skips it. */
+  for (int i = 0; i < o->nhide; i++)
+    if (hide(o->hide[i]) < 0) {
+      snprintf(err, errlen, "hide %s: %s", o->hide[i], strerror(errno));
       return -1;
     }
   char data[64];

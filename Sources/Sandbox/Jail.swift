@@ -8,9 +8,15 @@ public struct Jail: Sendable {
     public let launcher: URL
     public let python: String
     public let limits: JailLimits
+    /// Directories the jailed program must not see, beyond the launcher's fixed list
+    /// (homes, `/work`, `/run`, …): the caller's checkout lives wherever it was cloned.
+    public let hidden: [String]
 
     /// - Parameter launcher: the `qcode-jail` binary; `nil` finds it with `locateLauncher()`.
-    public init(launcher: URL? = nil, python: String = "/usr/bin/python3", limits: JailLimits = .default) throws {
+    /// - Parameter hide: extra private directories; system directories and ancestors of
+    ///   the interpreter are dropped, since hiding them would leave nothing to run.
+    public init(launcher: URL? = nil, python: String = "/usr/bin/python3", limits: JailLimits = .default,
+                hide: [String] = Jail.privateDirectories()) throws {
         guard let found = launcher ?? Jail.locateLauncher() else {
             throw JailError.launcherNotFound(searched: Jail.candidateLaunchers().map(\.path))
         }
@@ -19,6 +25,31 @@ public struct Jail: Sendable {
         self.launcher = found
         self.python = python
         self.limits = limits
+        self.hidden = Jail.safeToHide(hide, python: python)
+    }
+
+    /// The current directory (the daemon's or the test run's checkout) and `$QCODE_CACHE`.
+    public static func privateDirectories() -> [String] {
+        var dirs = [FileManager.default.currentDirectoryPath]
+        if let cache = ProcessInfo.processInfo.environment["QCODE_CACHE"], !cache.isEmpty { dirs.append(cache) }
+        return dirs
+    }
+
+    static let systemDirectories = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+                                    "/etc", "/dev", "/proc", "/tmp"]
+
+    static func safeToHide(_ dirs: [String], python: String) -> [String] {
+        func isWithin(_ path: String, _ dir: String) -> Bool { path == dir || path.hasPrefix(dir + "/") }
+        var kept: [String] = []
+        for raw in dirs {
+            let dir = URL(fileURLWithPath: raw).standardizedFileURL.path
+            guard dir.hasPrefix("/"), dir != "/", !kept.contains(dir),
+                  !isWithin(python, dir),
+                  !systemDirectories.contains(where: { isWithin($0, dir) || isWithin(dir, $0) })
+            else { continue }
+            kept.append(dir)
+        }
+        return Array(kept.prefix(16))  // the launcher's limit
     }
 
     /// `$QCODE_JAIL`, then next to the running executable (the `qcode` binary, or the
@@ -58,6 +89,7 @@ public struct Jail: Sendable {
             "--out", String(limits.outputBytes), "--tmpfs", String(max(limits.fileSizeBytes * 2, 8 << 20)),
         ]
         if noUserNamespaces { args.append("--no-userns") }
+        for dir in hidden { args += ["--hide", dir] }
         return args + ["--", python, "-I", "-S", "-B", "-c", Harness.source]
     }
 

@@ -109,6 +109,27 @@ struct JailTests {
         #expect(p.isolation == .namespaces)
         #expect(p.pythonVersion.hasPrefix("3."))
     }
+
+    @Test func anExtraHiddenDirectoryIsEmptyInside() async throws {
+        // Not under /tmp (a fresh tmpfs inside) nor a directory the launcher always hides.
+        let dir = "/var/qcode-hide-test-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "secret".write(toFile: dir + "/secret.txt", atomically: true, encoding: .utf8)
+        let probe = JailJob(program: "import os\nseen = os.listdir('\(dir)') if os.path.isdir('\(dir)') else []\n",
+                            tests: "assert seen == []")
+        let open = try Jail(hide: [])
+        #expect(try await open.run(probe).outcome == .failed)
+        let hiding = try Jail(hide: [dir])
+        #expect(try await hiding.run(probe).outcome == .passed)
+    }
+
+    @Test func systemDirectoriesAreNeverHidden() {
+        let kept = Jail.safeToHide(["/", "/usr", "/usr/local/src", "/", "/srv/repo/", "/srv/repo", "/etc/x", "/data/../data/x"],
+                                   python: "/usr/bin/python3")
+        #expect(kept == ["/srv/repo", "/data/x"])
+        #expect(Jail.safeToHide(["/opt/py"], python: "/opt/py/bin/python3") == [])
+    }
 }
 
 @Suite("Runner")
