@@ -48,7 +48,7 @@ public enum DaemonLauncher {
         let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         let log = URL(fileURLWithPath: logFile)
         try? FileManager.default.createDirectory(at: log.deletingLastPathComponent(), withIntermediateDirectories: true)
-        if !FileManager.default.fileExists(atPath: logFile) { FileManager.default.createFile(atPath: logFile, contents: nil) }
+        if !FileManager.default.fileExists(atPath: logFile) { _ = FileManager.default.createFile(atPath: logFile, contents: nil) }
         guard let handle = FileHandle(forWritingAtPath: logFile) else {
             throw LaunchError(description: "cannot write the daemon log \(logFile): check the permissions of its folder")
         }

@@ -98,7 +98,21 @@ public struct TrainingOptions: Sendable {
     /// Learn the bias. Off by default: with few tasks the base rate of the
     /// training tasks says nothing about a new one, and the prior is calibrated already.
     public var trainBias = false
+    public var objective: Objective = .pointwise
+    /// Pairwise: lower-labelled partners drawn per pair with a higher label, each epoch.
+    public var partnersPerPair = 4
     public init() {}
+}
+
+/// What training minimises.
+public enum Objective: String, Sendable, CaseIterable {
+    /// Squared error of Q̂ against the label: calibrated values, but most of the
+    /// error is how hard each task is, which the search never needs to know.
+    case pointwise
+    /// Logistic loss on Q̂'s logit differences between pairs of one task with
+    /// different labels: only the ranking the search uses (it compares
+    /// candidates of one task), with the logprob prior keeping the scale.
+    case pairwise
 }
 
 /// Minimises mean squared error of sigmoid(w·x) against the targets by Adam,
@@ -162,6 +176,57 @@ public struct QTrainer {
         }
         return losses
     }
+
+    /// Within-task ranking: for each pair (i, j) of one task with y_j ≤ y_i / 2,
+    /// minimises log(1 + exp(-(z_i - z_j))) over the logits z, by the same lazy sparse Adam.
+    public mutating func trainPairwise(_ model: inout QValueModel, x: [SparseFeatures], y: [Double], taskOf: [Int],
+                                       epochs: Int? = nil, report: ((Int, Double) -> Void)? = nil) -> [Double] {
+        let b1: Float = 0.9, b2: Float = 0.999, eps: Float = 1e-8
+        let lr = options.learningRate, l2 = options.l2
+        var byTask: [Int: [Int]] = [:]
+        for i in x.indices { byTask[taskOf[i], default: []].append(i) }
+        let groups = byTask.keys.sorted().map { byTask[$0]! }
+        var losses: [Double] = []
+        var grad: [Int: Float] = [:]
+        for epoch in 0..<(epochs ?? options.epochs) {
+            var pairs: [(Int, Int)] = []
+            for members in groups {
+                for i in members {
+                    // At most half the label: two successes differ by γ^depth, and ranking
+                    // them would teach depth, not success.
+                    let lower = members.filter { y[$0] <= y[i] / 2 }
+                    guard !lower.isEmpty else { continue }
+                    for _ in 0..<min(options.partnersPerPair, lower.count) {
+                        pairs.append((i, lower[Int.random(in: 0..<lower.count, using: &rng)]))
+                    }
+                }
+            }
+            pairs.shuffle(using: &rng)
+            var total = 0.0
+            for (i, j) in pairs {
+                let margin = model.logit(x[i]) - model.logit(x[j])
+                total += Double(log1p(exp(-margin)))
+                let g = -1 / (1 + exp(margin))  // d loss / d margin
+                grad.removeAll(keepingCapacity: true)
+                for k in 0..<x[i].indices.count { grad[Int(x[i].indices[k]), default: 0] += g * x[i].values[k] }
+                for k in 0..<x[j].indices.count { grad[Int(x[j].indices[k]), default: 0] -= g * x[j].values[k] }
+                step += 1
+                let c1 = 1 - pow(b1, Float(step)), c2 = 1 - pow(b2, Float(step))
+                let a = lr * c2.squareRoot() / c1
+                for (j, raw) in grad {
+                    let anchor: Float = j == FeatureExtractor.priorSlot ? 1 : 0
+                    let gj = raw + l2 * (model.weights[j] - anchor)
+                    m[j] = b1 * m[j] + (1 - b1) * gj
+                    v[j] = b2 * v[j] + (1 - b2) * gj * gj
+                    model.weights[j] -= (j < FeatureExtractor.denseSlots ? a : a * options.sparseRate) * m[j] / (v[j].squareRoot() + eps)
+                }
+            }
+            let l = pairs.isEmpty ? 0 : total / Double(pairs.count)
+            losses.append(l)
+            report?(epoch + 1, l)
+        }
+        return losses
+    }
 }
 
 public enum LabelMethod: String, Sendable, CaseIterable {
@@ -176,13 +241,18 @@ public func trainQVM(_ data: QDataset, method: LabelMethod, gamma: Double, round
     var trainer = QTrainer(dimension: model.weights.count, options: options)
     let labels = data.rolloutLabels(gamma: gamma)
     log("rollout labels: \(data.count) pairs, mean \(String(format: "%.3f", labels.reduce(0, +) / Double(max(1, labels.count))))")
-    _ = trainer.train(&model, x: data.x, y: labels) { e, l in log("epoch \(e): loss \(String(format: "%.5f", l))") }
+    let taskOf = data.taskOf
+    func fit(_ y: [Double], epochs: Int?, _ label: String) {
+        let report = { (e: Int, l: Double) in log("\(label)epoch \(e): loss \(String(format: "%.5f", l))") }
+        switch options.objective {
+        case .pointwise: _ = trainer.train(&model, x: data.x, y: y, epochs: epochs, report: report)
+        case .pairwise: _ = trainer.trainPairwise(&model, x: data.x, y: y, taskOf: taskOf, epochs: epochs, report: report)
+        }
+    }
+    fit(labels, epochs: nil, "")
     if method == .fqi {
         for round in 1...max(1, rounds) {
-            let targets = data.fqiTargets(gamma: gamma, model: model)
-            _ = trainer.train(&model, x: data.x, y: targets, epochs: max(1, options.epochs / 2)) { e, l in
-                log("fqi round \(round) epoch \(e): loss \(String(format: "%.5f", l))")
-            }
+            fit(data.fqiTargets(gamma: gamma, model: model), epochs: max(1, options.epochs / 2), "fqi round \(round) ")
         }
     }
     return model

@@ -7,6 +7,7 @@ import Sandbox
 import QVM
 
 extension LabelMethod: ExpressibleByArgument {}
+extension Objective: ExpressibleByArgument {}
 
 /// Fits the QVM to rollouts and, with --eval, measures how well it ranks
 /// state-action pairs against the `logprob` heuristic.
@@ -30,6 +31,9 @@ struct TrainQVM: AsyncParsableCommand {
 
     @Option(help: "Labels: rollout (max discounted return over rollouts) or fqi (fitted Q-iteration).")
     var method: LabelMethod = .rollout
+
+    @Option(help: "What training minimises: pointwise (squared error against the labels) or pairwise (ranking pairs of one task, the comparison the search makes).")
+    var objective: Objective = .pointwise
 
     @Option(help: "Discount γ.")
     var gamma: Double = 0.95
@@ -101,12 +105,14 @@ struct TrainQVM: AsyncParsableCommand {
             options.l2 = Float(l2)
             options.sparseRate = Float(sparseRate)
             options.trainBias = trainBias
+            options.objective = objective
             var trained = trainQVM(dataset, method: method, gamma: gamma, rounds: rounds, options: options,
                                    hashBits: hashBits) { print($0) }
             let seconds = Date().timeIntervalSince(started)
             trained.metadata = [
                 "method": method.rawValue, "gamma": String(gamma), "rounds": String(rounds), "epochs": String(epochs),
-                "learning_rate": String(learningRate), "seed": String(seed), "rollouts": String(dataset.rollouts),
+                "learning_rate": String(learningRate), "l2": String(l2), "sparse_rate": String(sparseRate),
+                "objective": objective.rawValue, "seed": String(seed), "rollouts": String(dataset.rollouts),
                 "tasks": String(dataset.trees.count), "pairs": String(dataset.count),
                 "data": URL(fileURLWithPath: data).lastPathComponent,
             ]

@@ -74,18 +74,20 @@ func edge(_ tree: RolloutTree, parentLines: [String], line: String?) -> Int {
 }
 
 /// A small fixture: programs for an `add` task, good ones passing.
-func fixtureDataset() throws -> QDataset {
+/// `goodLogprob`/`badLogprob`: the policy's per-line log-probability on each side, so a
+/// fixture can make the logprob prior rank the pairs backwards.
+func fixtureDataset(goodLogprob: Double = -1, badLogprob: Double = -2) throws -> QDataset {
     let task = CodeTask(id: "add", text: "Write a function to add two numbers.", tests: ["assert add(1, 2) == 3"])
     var records: [RolloutRecord] = []
     let good = [["def add(a, b):", "    return a + b"], ["def add(x, y):", "    s = x + y", "    return s"]]
     let bad = [["def add(a):", "    return a"], ["print(3)"], ["def plus(a, b):", "    return a * b"],
                ["def add(a, b):", "    return a - b"]]
     for (i, lines) in good.enumerated() {
-        records.append(RolloutRecord(taskId: "add", sample: i, lines: lines, lineLogprobSum: lines.map { _ in -1 },
+        records.append(RolloutRecord(taskId: "add", sample: i, lines: lines, lineLogprobSum: lines.map { _ in goodLogprob },
                                      lineTokens: lines.map { _ in 5 }, reward: 1))
     }
     for (i, lines) in bad.enumerated() {
-        records.append(RolloutRecord(taskId: "add", sample: 10 + i, lines: lines, lineLogprobSum: lines.map { _ in -2 },
+        records.append(RolloutRecord(taskId: "add", sample: 10 + i, lines: lines, lineLogprobSum: lines.map { _ in badLogprob },
                                      lineTokens: lines.map { _ in 5 }, reward: 0))
     }
     return try QDataset(groups: [("add", records)], tasks: ["add": task], extractor: FeatureExtractor(hashBits: 12))
@@ -105,6 +107,39 @@ func fixtureDataset() throws -> QDataset {
         #expect(losses.last! < losses.first!)
         // It ranks the pairs on the winning paths above the others on its training data.
         #expect(auc(scores: data.x.map(model.predict), labels: data.success)! > 0.9)
+    }
+
+    @Test func pairwiseTrainingCorrectsAPriorThatRanksBackwards() throws {
+        // The policy likes the failing programs better: the untrained model (the logprob prior) ranks wrongly.
+        let data = try fixtureDataset(goodLogprob: -2, badLogprob: -0.5)
+        let y = data.rolloutLabels(gamma: 0.95)
+        var model = QValueModel.logprobPrior(hashBits: 12)
+        let before = meanTaskAUC(scores: data.x.map(model.predict), labels: data.success, taskOf: data.taskOf)!.auc
+        #expect(before < 0.5)
+        var options = TrainingOptions()
+        options.epochs = 30
+        options.objective = .pairwise
+        var trainer = QTrainer(dimension: model.weights.count, options: options)
+        let losses = trainer.trainPairwise(&model, x: data.x, y: y, taskOf: data.taskOf)
+        #expect(losses.last! < losses.first! / 2)
+        #expect(meanTaskAUC(scores: data.x.map(model.predict), labels: data.success, taskOf: data.taskOf)!.auc > 0.9)
+    }
+
+    @Test func pairwiseTrainingIgnoresPairsThatDifferOnlyByDiscount() throws {
+        // Only successes: labels differ by γ^depth alone, so there is nothing to rank and nothing moves.
+        var data = try fixtureDataset()
+        let keep = data.success.indices.filter { data.success[$0] }
+        data.x = keep.map { data.x[$0] }
+        let y = keep.map { data.rolloutLabels(gamma: 0.95)[$0] }
+        #expect(Set(y).count > 1)
+        var model = QValueModel.logprobPrior(hashBits: 12)
+        let weights = model.weights
+        var options = TrainingOptions()
+        options.objective = .pairwise
+        var trainer = QTrainer(dimension: model.weights.count, options: options)
+        let losses = trainer.trainPairwise(&model, x: data.x, y: y, taskOf: keep.map { _ in 0 })
+        #expect(losses.allSatisfy { $0 == 0 })
+        #expect(model.weights == weights)
     }
 
     @Test func trainingIsDeterministicGivenASeed() throws {
