@@ -28,10 +28,15 @@ public struct SolveOptions: Sendable, Hashable {
 /// task (its text, its entry point) as well as the code.
 public struct CodeValueModel: Sendable {
     public let name: String
+    /// Which trained weights, for models that have them: two QVMs share a name,
+    /// and a resumed benchmark must not mix their results.
+    public let fingerprint: String?
     public let make: @Sendable (CodeTask) -> ValueModel<CodeState, CodeAction>
 
-    public init(name: String, make: @escaping @Sendable (CodeTask) -> ValueModel<CodeState, CodeAction>) {
+    public init(name: String, fingerprint: String? = nil,
+                make: @escaping @Sendable (CodeTask) -> ValueModel<CodeState, CodeAction>) {
         self.name = name
+        self.fingerprint = fingerprint
         self.make = make
     }
 

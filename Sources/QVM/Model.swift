@@ -56,7 +56,7 @@ public struct QValueModel: Sendable {
     /// Plugs the model into the search as h = Q̂(parent, action).
     public var codeValueModel: CodeValueModel {
         let model = self
-        return CodeValueModel(name: "qvm") { task in
+        return CodeValueModel(name: "qvm", fingerprint: fingerprint) { task in
             let ctx = FeatureContext(task: task)
             return ValueModel(name: "qvm") { state, path, proposals in
                 let parent = ParentView(lines: state.lines, facts: state.facts, path: path)
@@ -93,6 +93,11 @@ extension QValueModel {
         mix("\(featureVersion)|\(hashBits)|\(bias.bitPattern)|".utf8)
         mix(weights)
         return String(x, radix: 16)
+    }
+
+    /// The checksum the model file carries: names these exact weights.
+    public var fingerprint: String {
+        Self.checksum(bias: bias, weights: weightData(), hashBits: extractor.hashBits, featureVersion: FeatureExtractor.version)
     }
 
     func weightData() -> Data {

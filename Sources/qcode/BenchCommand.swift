@@ -25,11 +25,12 @@ struct Bench: AsyncParsableCommand {
     func run() async throws {
         let tasks = try selection.tasks()
         let value = try search.valueModel()
-        let settings = [
+        var settings = [
             "k": String(search.k), "lambda": String(search.lambda), "agg": search.agg.rawValue,
             "budget_tokens": String(search.budgetTokens), "samples": String(search.samples),
             "temperature": String(search.temperature), "seed": String(search.seed), "visible": String(visible),
         ]
+        if search.method == .qstar, let fingerprint = value.fingerprint { settings["value_model"] = fingerprint }
         let valueName = search.method == .qstar ? value.name : "-"
         var report = BenchReport(data: selection.data, method: search.method.rawValue, value: valueName, settings: settings, tasks: [])
         if let out, let existing = try? Data(contentsOf: URL(fileURLWithPath: out)) {

@@ -192,6 +192,9 @@ func fixtureDataset(goodLogprob: Double = -1, badLogprob: Double = -2) throws ->
         let data = try fixtureDataset()
         #expect(data.x.map(loaded.predict) == data.x.map(model.predict))
         #expect(loaded.metadata == model.metadata)
+        // The fingerprint (what a resumed benchmark compares) survives the file and tells models apart.
+        #expect(loaded.codeValueModel.fingerprint == model.fingerprint)
+        #expect(QValueModel.logprobPrior(hashBits: 12).fingerprint != model.fingerprint)
     }
 
     @Test func missingFileSaysHowToMakeOne() {
