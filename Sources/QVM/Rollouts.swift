@@ -52,6 +52,7 @@ public enum QVMError: Error, Sendable, CustomStringConvertible, Equatable {
     case modelVersion(String, found: Int, expected: Int)
     case rolloutsUnreadable(String, String)
     case noTrainingData(String)
+    case rolloutsUnwritable(String)
 
     public var description: String {
         switch self {
@@ -63,6 +64,8 @@ public enum QVMError: Error, Sendable, CustomStringConvertible, Equatable {
             return "QVM model file \(path) has format version \(found), this qcode reads version \(expected): retrain it with this qcode's `train-qvm`"
         case .rolloutsUnreadable(let path, let why):
             return "cannot read rollouts \(path): \(why); create it with `qcode rollouts DATA.jsonl --out \(path)`"
+        case .rolloutsUnwritable(let path):
+            return "cannot create rollouts file \(path): check that its folder is writable, or choose another --out"
         case .noTrainingData(let path):
             return "\(path) holds no usable rollouts: run `qcode rollouts` first"
         }
@@ -123,7 +126,9 @@ public enum RolloutFile {
         let url = URL(fileURLWithPath: path)
         if !FileManager.default.fileExists(atPath: path) {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-            FileManager.default.createFile(atPath: path, contents: nil)
+            guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                throw QVMError.rolloutsUnwritable(path)
+            }
         }
         let encoder = encoder()
         var blob = Data()

@@ -142,11 +142,29 @@ public struct QTrainer {
         return total / Double(x.count)
     }
 
+    static let b1: Float = 0.9, b2: Float = 0.999, eps: Float = 1e-8
+
+    /// Adam's bias-corrected step size for the next update.
+    mutating func nextStepSize() -> Float {
+        step += 1
+        let c1 = 1 - pow(Self.b1, Float(step)), c2 = 1 - pow(Self.b2, Float(step))
+        return options.learningRate * c2.squareRoot() / c1
+    }
+
+    /// One lazy Adam update of weight j. L2 pulls the prior's weight towards 1 (the
+    /// logprob heuristic) and every other towards 0; n-gram weights move at the sparse rate.
+    @inline(__always)
+    mutating func update(_ model: inout QValueModel, _ j: Int, gradient: Float, stepSize a: Float) {
+        let anchor: Float = j == FeatureExtractor.priorSlot ? 1 : 0
+        let gj = gradient + options.l2 * (model.weights[j] - anchor)
+        m[j] = Self.b1 * m[j] + (1 - Self.b1) * gj
+        v[j] = Self.b2 * v[j] + (1 - Self.b2) * gj * gj
+        model.weights[j] -= (j < FeatureExtractor.denseSlots ? a : a * options.sparseRate) * m[j] / (v[j].squareRoot() + Self.eps)
+    }
+
     /// Runs the configured epochs; returns the loss over the data after each.
     public mutating func train(_ model: inout QValueModel, x: [SparseFeatures], y: [Double],
                                epochs: Int? = nil, report: ((Int, Double) -> Void)? = nil) -> [Double] {
-        let b1: Float = 0.9, b2: Float = 0.999, eps: Float = 1e-8
-        let lr = options.learningRate, l2 = options.l2
         var losses: [Double] = []
         var order = Array(x.indices)
         for epoch in 0..<(epochs ?? options.epochs) {
@@ -155,20 +173,11 @@ public struct QTrainer {
                 let xi = x[i]
                 let p = Float(model.predict(xi))
                 let g = 2 * (p - Float(y[i])) * p * (1 - p)
-                step += 1
-                let c1 = 1 - pow(b1, Float(step)), c2 = 1 - pow(b2, Float(step))
-                let a = lr * c2.squareRoot() / c1
-                mb = b1 * mb + (1 - b1) * g
-                vb = b2 * vb + (1 - b2) * g * g
-                if options.trainBias { model.bias -= a * mb / (vb.squareRoot() + eps) }
-                for k in 0..<xi.indices.count {
-                    let j = Int(xi.indices[k])
-                    let anchor: Float = j == FeatureExtractor.priorSlot ? 1 : 0
-                    let gj = g * xi.values[k] + l2 * (model.weights[j] - anchor)
-                    m[j] = b1 * m[j] + (1 - b1) * gj
-                    v[j] = b2 * v[j] + (1 - b2) * gj * gj
-                    model.weights[j] -= (j < FeatureExtractor.denseSlots ? a : a * options.sparseRate) * m[j] / (v[j].squareRoot() + eps)
-                }
+                let a = nextStepSize()
+                mb = Self.b1 * mb + (1 - Self.b1) * g
+                vb = Self.b2 * vb + (1 - Self.b2) * g * g
+                if options.trainBias { model.bias -= a * mb / (vb.squareRoot() + Self.eps) }
+                for k in 0..<xi.indices.count { update(&model, Int(xi.indices[k]), gradient: g * xi.values[k], stepSize: a) }
             }
             let l = Self.loss(model, x: x, y: y)
             losses.append(l)
@@ -181,8 +190,6 @@ public struct QTrainer {
     /// minimises log(1 + exp(-(z_i - z_j))) over the logits z, by the same lazy sparse Adam.
     public mutating func trainPairwise(_ model: inout QValueModel, x: [SparseFeatures], y: [Double], taskOf: [Int],
                                        epochs: Int? = nil, report: ((Int, Double) -> Void)? = nil) -> [Double] {
-        let b1: Float = 0.9, b2: Float = 0.999, eps: Float = 1e-8
-        let lr = options.learningRate, l2 = options.l2
         var byTask: [Int: [Int]] = [:]
         for i in x.indices { byTask[taskOf[i], default: []].append(i) }
         let groups = byTask.keys.sorted().map { byTask[$0]! }
@@ -210,16 +217,8 @@ public struct QTrainer {
                 grad.removeAll(keepingCapacity: true)
                 for k in 0..<x[i].indices.count { grad[Int(x[i].indices[k]), default: 0] += g * x[i].values[k] }
                 for k in 0..<x[j].indices.count { grad[Int(x[j].indices[k]), default: 0] -= g * x[j].values[k] }
-                step += 1
-                let c1 = 1 - pow(b1, Float(step)), c2 = 1 - pow(b2, Float(step))
-                let a = lr * c2.squareRoot() / c1
-                for (j, raw) in grad {
-                    let anchor: Float = j == FeatureExtractor.priorSlot ? 1 : 0
-                    let gj = raw + l2 * (model.weights[j] - anchor)
-                    m[j] = b1 * m[j] + (1 - b1) * gj
-                    v[j] = b2 * v[j] + (1 - b2) * gj * gj
-                    model.weights[j] -= (j < FeatureExtractor.denseSlots ? a : a * options.sparseRate) * m[j] / (v[j].squareRoot() + eps)
-                }
+                let a = nextStepSize()
+                for (j, raw) in grad { update(&model, j, gradient: raw, stepSize: a) }
             }
             let l = pairs.isEmpty ? 0 : total / Double(pairs.count)
             losses.append(l)
