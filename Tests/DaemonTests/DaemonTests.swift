@@ -385,16 +385,7 @@ import Testing
         defer { Task { await server.stop() } }
         let taskFile = repoRoot.appendingPathComponent("examples/palindrome/task.json").path
         let output = try await within(30, "python client") { () -> (Int32, String) in
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            p.arguments = [repoRoot.appendingPathComponent("examples/qcode_client.py").path, "--socket", path, "--method", "greedy", taskFile]
-            let pipe = Pipe()
-            p.standardOutput = pipe
-            p.standardError = pipe
-            try p.run()
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+            try runPython([repoRoot.appendingPathComponent("examples/qcode_client.py").path, "--socket", path, "--method", "greedy", taskFile])
         }
         #expect(output.1.contains("initialized: qcode"), "\(output.1)")
         #expect(output.1.contains("return a + b"), "\(output.1)")
@@ -465,16 +456,7 @@ final class Box: Sendable {
                 print("answer: b''", e)
             """
         let out = try await within(15, "python as nobody") { () -> String in
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            p.arguments = ["-c", script, path]
-            let pipe = Pipe()
-            p.standardOutput = pipe
-            p.standardError = pipe
-            try p.run()
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return String(decoding: data, as: UTF8.self)
+            try runPython(["-c", script, path]).output
         }
         #expect(out.contains("answer: b''"), "\(out)")
         // Our own uid is still served.
@@ -508,4 +490,18 @@ final class Box: Sendable {
         #expect(error?.code == ErrorCode.requestCancelled)
         #expect(ContinuousClock.now - cancelledAt < .seconds(1))
     }
+}
+
+/// Runs python3 with `arguments` to completion; stdout and stderr together.
+func runPython(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+    p.arguments = arguments
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = pipe
+    try p.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
 }
