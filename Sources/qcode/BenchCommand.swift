@@ -47,7 +47,7 @@ struct Bench: AsyncParsableCommand {
         let engine = try Engine.make(llm, timeout: search.timeout)
         let bench = Benchmark(solver: Solver(model: engine.model, verifier: engine.jail), scorer: engine.jail, visible: visible)
         let bar = ProgressBar()
-        do {
+        try await engine.run(clearing: bar) {
             for (i, task) in tasks.enumerated() where !done.contains(task.id) {
                 let passed = report.tasks.filter(\.passed).count
                 bar.update("[\(i + 1)/\(tasks.count)] task \(task.id)  pass \(passed)/\(report.tasks.count)")
@@ -64,13 +64,7 @@ struct Bench: AsyncParsableCommand {
                 report.recompute()
                 if let out { try save(report, to: out) }
             }
-        } catch {
-            bar.clear()
-            await engine.shutdown()
-            throw error
         }
-        bar.clear()
-        await engine.shutdown()
         // The file keeps every task ever run with these settings; the table shows this selection.
         let selected = Set(tasks.map(\.id))
         var shown = report

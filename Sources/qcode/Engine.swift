@@ -70,6 +70,22 @@ struct Engine {
         await server?.stop()
     }
 
+    /// Runs `body`, then clears the progress line and stops the embedded server whether
+    /// it returned or threw: no command may leave a llama-server behind.
+    func run<T>(clearing bar: ProgressBar? = nil, _ body: () async throws -> T) async throws -> T {
+        let value: T
+        do {
+            value = try await body()
+        } catch {
+            bar?.clear()
+            await shutdown()
+            throw error
+        }
+        bar?.clear()
+        await shutdown()
+        return value
+    }
+
     /// Ctrl-C must not leave a 1 GB llama-server behind.
     private static func installSignalHandlers(_ server: EmbeddedServer) {
         for sig in [SIGINT, SIGTERM, SIGHUP] {

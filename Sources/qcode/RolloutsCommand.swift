@@ -58,7 +58,7 @@ struct Rollouts: AsyncParsableCommand {
         let bar = ProgressBar()
         var programs = 0, solved = 0, failures = 0
         let started = Date()
-        do {
+        try await engine.run(clearing: bar) {
             for (i, task) in todo.enumerated() {
                 let rate = programs == 0 ? 0 : Double(solved) / Double(programs)
                 bar.update("[\(i + 1 + done.count)/\(tasks.count)] task \(task.id)  programs \(programs)  pass \(String(format: "%.0f%%", rate * 100))  \(Int(Date().timeIntervalSince(started))) s")
@@ -76,13 +76,7 @@ struct Rollouts: AsyncParsableCommand {
                     FileHandle.standardError.write(Data("\ntask \(task.id): \(error)\n".utf8))
                 }
             }
-        } catch {
-            bar.clear()
-            await engine.shutdown()
-            throw error
         }
-        bar.clear()
-        await engine.shutdown()
         print("\(programs) programs for \(todo.count - failures) tasks appended to \(out); \(solved) pass all tests"
               + (failures > 0 ? "; \(failures) task(s) failed, run again to retry" : ""))
     }

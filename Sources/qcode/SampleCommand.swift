@@ -42,7 +42,7 @@ struct Sample: AsyncParsableCommand {
         var code = lines.last == "" ? Array(lines.dropLast()) : lines
         var calls: [[String: Any]] = []
         var last: CompletionResponse?
-        do {
+        try await engine.run {
             for i in 0..<max(1, repeats) {
                 let response = try await engine.model.complete(CompletionRequest(
                     prompt: PromptBuilder().prompt(for: task, lines: code), n: k, maxTokens: 80, stop: ["\n"], sampling: Sampling(temperature: temperature),
@@ -54,11 +54,7 @@ struct Sample: AsyncParsableCommand {
                       next.finish == .stop, !PromptBuilder().isEndMarker(next.text) else { break }
                 code.append(next.text)
             }
-        } catch {
-            await engine.shutdown()
-            throw error
         }
-        await engine.shutdown()
         guard let response = last else { return }
         if json {
             let object: [String: Any] = [

@@ -146,21 +146,13 @@ struct Solve: AsyncParsableCommand {
             return try await runInDaemon(task)
         }
         let engine = try Engine.make(llm, timeout: search.timeout)
-        defer { Task { await engine.shutdown() } }
         let solver = Solver(model: engine.model, verifier: engine.jail)
         let bar = ProgressBar(enabled: !json)
-        let outcome: SolveOutcome
-        do {
-            outcome = try await solver.solve(task, options: search.solveOptions, value: value) { p in
+        let outcome = try await engine.run(clearing: bar) {
+            try await solver.solve(task, options: search.solveOptions, value: value) { p in
                 bar.update("expansions \(p.expansions)  tokens \(p.generatedTokens)  best f \(String(format: "%.3f", p.bestF))")
             }
-        } catch {
-            bar.clear()
-            await engine.shutdown()
-            throw error
         }
-        bar.clear()
-        await engine.shutdown()
         if let trace {
             try TraceRenderer.html(title: "qcode trace: \(task.id)", subtitle: task.text, nodes: outcome.trace)
                 .write(toFile: trace, atomically: true, encoding: .utf8)
