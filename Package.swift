@@ -15,6 +15,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // config.toml: a maintained TOML parser (toml++ inside) instead of a hand-written subset;
+        // it adds ~35 s of CPU to a cold debug build (BENCHMARKS.md), swift-configuration has no TOML provider.
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // System libraries (Debian: libtree-sitter-dev, libcurl4-openssl-dev).
@@ -33,31 +36,40 @@ let package = Package(
                           cSettings: [.define("_GNU_SOURCE")],
                           linkerSettings: [.linkedLibrary("seccomp")]),
 
-        .target(name: "QStar", dependencies: [.product(name: "HeapModule", package: "swift-collections")]),
+        // Shared by every module: the cost ledger, seeds, time, JSON style, atomic writes.
+        .target(name: "Basics"),
+        .target(name: "QStar", dependencies: ["Basics", .product(name: "HeapModule", package: "swift-collections")]),
         .target(name: "PythonSyntax", dependencies: ["CTreeSitter", "TreeSitterPython"]),
-        .target(name: "Sandbox"),
-        .target(name: "Policy", dependencies: ["CCurl"]),
-        .target(name: "CodeDomain", dependencies: ["QStar", "PythonSyntax", "Sandbox", "Policy"]),
-        .target(name: "QVM", dependencies: ["QStar", "CodeDomain", "PythonSyntax", "Policy", "Sandbox"],
+        .target(name: "Sandbox", dependencies: ["Basics"]),
+        .target(name: "Policy", dependencies: ["Basics", "CCurl"]),
+        .target(name: "CodeDomain", dependencies: ["Basics", "QStar", "PythonSyntax", "Sandbox", "Policy"]),
+        .target(name: "QVM", dependencies: ["Basics", "QStar", "CodeDomain", "PythonSyntax"],
                 exclude: ["README.md"], resources: [.copy("Resources/default.qvm")]),
-        .target(name: "RPC"),
+        .target(name: "RPC", dependencies: ["Basics"]),
         .target(name: "Daemon", dependencies: [
-            "RPC", "QStar", "CodeDomain", "Policy", "Sandbox", "PythonSyntax", "QVM",
+            "Basics", "RPC", "QStar", "CodeDomain", "Policy", "Sandbox", "PythonSyntax", "QVM",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
         .executableTarget(name: "qcode", dependencies: [
-            "QStar", "CodeDomain", "PythonSyntax", "Sandbox", "Policy", "QVM", "RPC", "Daemon",
+            "Basics", "QStar", "CodeDomain", "PythonSyntax", "Sandbox", "Policy", "QVM", "RPC", "Daemon",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "QStarTests", dependencies: ["QStar"]),
-        .testTarget(name: "PythonSyntaxTests", dependencies: ["PythonSyntax"]),
-        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "qcode-jail"]),
-        .testTarget(name: "PolicyTests", dependencies: ["Policy", "qcode-jail"]),
-        .testTarget(name: "CodeDomainTests", dependencies: ["CodeDomain", "qcode-jail"]),
+        // Doubles and helpers every test target shares: scripted models and verifiers, paths, prerequisites.
+        .target(name: "TestSupport", dependencies: ["Basics", "QStar", "CodeDomain", "Policy", "Sandbox"],
+                path: "Tests/TestSupport"),
+        .testTarget(name: "QStarTests", dependencies: ["QStar", "TestSupport"]),
+        .testTarget(name: "PythonSyntaxTests", dependencies: ["PythonSyntax", "TestSupport"]),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox", "TestSupport", "qcode-jail"]),
+        .testTarget(name: "PolicyTests", dependencies: ["Policy", "TestSupport", "qcode-jail"]),
+        .testTarget(name: "CodeDomainTests", dependencies: ["CodeDomain", "TestSupport", "qcode-jail"]),
         .testTarget(name: "RPCTests", dependencies: ["RPC"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "RPC", "CodeDomain", "Policy", "Sandbox", "QStar", "qcode-jail"]),
-        .testTarget(name: "QVMTests", dependencies: ["QVM", "CodeDomain", "QStar", "Policy", "Sandbox"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "RPC", "CodeDomain", "Policy", "Sandbox", "QStar", "QVM",
+                                                        "TestSupport", "qcode-jail"]),
+        .testTarget(name: "QVMTests", dependencies: ["QVM", "CodeDomain", "QStar", "Policy", "Sandbox", "TestSupport"]),
+        // The qcode executable itself, run as a user runs it.
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "CodeDomain", "qcode", "qcode-jail"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -98,8 +98,8 @@ def show_progress(method, params):
         return
     value = params["value"]
     if value.get("kind") == "report":
-        line = "expansions %d  tokens %d  best f %.3f" % (
-            value["expansions"], value["generated_tokens"], value["best_f"])
+        line = "programs %d  tests %s/%s  tokens %d" % (
+            value["programs_tried"], value.get("best_passed", "-"), value.get("best_total", "-"), value["generated_tokens"])
         sys.stderr.write("\r\x1b[2K" + line if sys.stderr.isatty() else line + "\n")
         sys.stderr.flush()
 
@@ -108,7 +108,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("task", help="a qcode task file (JSON)")
     parser.add_argument("--socket", default=default_socket())
-    parser.add_argument("--method", default="qstar", choices=["qstar", "greedy", "best-of-n"])
+    parser.add_argument("--method", default=None, help="a planner the daemon lists in capabilities.solve_methods")
     parser.add_argument("--budget-tokens", type=int, default=1500)
     args = parser.parse_args()
 
@@ -116,11 +116,13 @@ def main():
     info = conn.request("initialize", {"process_id": os.getpid(), "client_info": {"name": "qcode_client.py"}})
     print("initialized: %s %s" % (info["server_info"]["name"], info["server_info"]["version"]))
 
-    params = {
-        "task_file": os.path.abspath(args.task),
-        "method": args.method,
-        "options": {"budget_tokens": args.budget_tokens},
-    }
+    methods = info["capabilities"]["solve_methods"]
+    if args.method is not None and args.method not in methods:
+        parser.error("--method must be one of %s" % ", ".join(methods))
+    options = {"budget_tokens": args.budget_tokens}
+    if args.method:
+        options["method"] = args.method
+    params = {"task_file": os.path.abspath(args.task), "options": options}
     try:
         result = conn.request("qcode/solve", params, on_notification=show_progress)
     except KeyboardInterrupt:

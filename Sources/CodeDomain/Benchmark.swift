@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import QStar
 import Sandbox
@@ -33,35 +34,58 @@ public struct BenchTaskResult: Sendable, Codable, Hashable {
     }
 }
 
-/// The whole report: the `--out` JSON, and what resuming reads back.
-public struct BenchReport: Sendable, Encodable {
-    // Snake case throughout; `passAt_1` becomes `pass_at_1` (plain `passAt1` would lose the underscore).
-    enum CodingKeys: String, CodingKey {
-        case data, method, value, settings, nTasks, passAt1 = "passAt_1", challengePassRate, generatedTokens,
-             promptTokens, cachedPromptTokens, llmCalls, wallS, tasks
-    }
-
+/// What a benchmark run is: the same identity means results may be pooled,
+/// so a resumed report never mixes two models, two QVMs or two settings.
+public struct BenchIdentity: Sendable, Codable, Hashable {
     public var data: String
-    public var method: String
-    public var value: String
-    public var settings: [String: String]
-    public var nTasks: Int
-    public var passAt1: Double
+    public var options: SolveOptions
+    /// Asserts the search sees.
+    public var visible: Int
+    /// The trained weights behind `options.value`, when it names a QVM.
+    public var valueFingerprint: String?
+    /// The LLM: the embedded model's file, or the endpoint and its model name.
+    public var model: String
+
+    public init(data: String, options: SolveOptions, visible: Int, valueFingerprint: String?, model: String) {
+        self.data = data
+        self.options = options
+        self.visible = visible
+        self.valueFingerprint = valueFingerprint
+        self.model = model
+    }
+}
+
+public enum BenchError: Error, Sendable, CustomStringConvertible {
+    case mismatch(path: String, field: String, saved: String, now: String)
+    case unreadable(path: String, why: String)
+
+    public var description: String {
+        switch self {
+        case let .mismatch(path, field, saved, now):
+            return "\(path) holds a run with \(field) = \(saved), this run has \(now): resuming would mix two experiments; "
+                + "choose another --out or delete the file"
+        case let .unreadable(path, why):
+            return "\(path) is not a qcode bench report this version can resume (\(why)): choose another --out or delete it"
+        }
+    }
+}
+
+/// The whole report: the `--out` JSON, and what resuming reads back.
+public struct BenchReport: Sendable, Codable {
+    public var identity: BenchIdentity
+    public var nTasks = 0
+    public var passAt1 = 0.0
     public var challengePassRate: Double?
-    public var generatedTokens: Int
-    public var promptTokens: Int
-    public var cachedPromptTokens: Int
-    public var llmCalls: Int
-    public var wallS: Double
+    public var generatedTokens = 0
+    public var promptTokens = 0
+    public var cachedPromptTokens = 0
+    public var llmCalls = 0
+    public var wallS = 0.0
     public var tasks: [BenchTaskResult]
 
-    public init(data: String, method: String, value: String, settings: [String: String], tasks: [BenchTaskResult]) {
-        self.data = data
-        self.method = method
-        self.value = value
-        self.settings = settings
+    public init(identity: BenchIdentity, tasks: [BenchTaskResult] = []) {
+        self.identity = identity
         self.tasks = tasks
-        nTasks = 0; passAt1 = 0; generatedTokens = 0; promptTokens = 0; cachedPromptTokens = 0; llmCalls = 0; wallS = 0
         recompute()
     }
 
@@ -77,35 +101,38 @@ public struct BenchReport: Sendable, Encodable {
         wallS = tasks.reduce(0) { $0 + $1.wallS }
     }
 
-    public static func encoder() -> JSONEncoder {
-        let e = JSONEncoder()
-        e.keyEncodingStrategy = .convertToSnakeCase
-        e.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return e
+    /// The report at `path` if there is one, checked to be the same experiment
+    /// as `identity`; tasks that ended in an error are dropped so they run again.
+    public static func resume(_ path: String, identity: BenchIdentity) throws -> BenchReport {
+        guard let data = FileManager.default.contents(atPath: path) else { return BenchReport(identity: identity) }
+        let saved: BenchReport
+        do { saved = try JSONCoding.decoder.decode(BenchReport.self, from: data) } catch {
+            throw BenchError.unreadable(path: path, why: "\(error)")
+        }
+        let a = saved.identity, b = identity
+        func check(_ field: String, _ x: String, _ y: String) throws {
+            if x != y { throw BenchError.mismatch(path: path, field: field, saved: x, now: y) }
+        }
+        try check("data", a.data, b.data)
+        try check("model", a.model, b.model)
+        try check("visible", String(a.visible), String(b.visible))
+        try check("value model weights", a.valueFingerprint ?? "none", b.valueFingerprint ?? "none")
+        try check("options", try JSONCoding.string(a.options), try JSONCoding.string(b.options))
+        var report = BenchReport(identity: identity, tasks: saved.tasks.filter { $0.error == nil })
+        report.recompute()
+        return report
     }
 
-    /// Reads back what resuming needs: the settings and the finished tasks
-    /// (the totals are recomputed from the tasks).
-    public static func resume(_ data: Data) throws -> BenchReport {
-        struct Saved: Decodable {
-            var data: String
-            var method: String
-            var value: String
-            var settings: [String: String]
-            var tasks: [BenchTaskResult]
-        }
-        let d = JSONDecoder()
-        d.keyDecodingStrategy = .convertFromSnakeCase
-        let saved = try d.decode(Saved.self, from: data)
-        return BenchReport(data: saved.data, method: saved.method, value: saved.value, settings: saved.settings,
-                           tasks: saved.tasks)
+    public func save(to path: String) throws {
+        try AtomicFile.write(try JSONCoding.encoder(pretty: true).encode(self), to: URL(fileURLWithPath: path))
     }
 
     /// One markdown table row: the figures a comparison needs.
     public var markdownRow: String {
         let n = max(1, nTasks)
-        return String(format: "| %@ | %@ | %d | %.1f%% | %.0f | %.1f | %.1f |", method, value, nTasks, passAt1 * 100,
-                      Double(generatedTokens) / Double(n), Double(llmCalls) / Double(n), wallS / Double(n))
+        let value = Planners.named(identity.options.method)?.usesValueModel == true ? identity.options.value.description : "-"
+        return String(format: "| %@ | %@ | %d | %.1f%% | %.0f | %.1f | %.1f |", identity.options.method, value, nTasks,
+                      passAt1 * 100, Double(generatedTokens) / Double(n), Double(llmCalls) / Double(n), wallS / Double(n))
     }
     public static let markdownHeader = """
     | method | value | tasks | pass@1 | gen tokens/task | LLM calls/task | s/task |
@@ -127,10 +154,10 @@ public struct Benchmark: Sendable {
         self.visible = visible
     }
 
-    public func run(_ task: CodeTask, options: SolveOptions, value: CodeValueModel) async throws -> BenchTaskResult {
+    public func run(_ task: CodeTask, options: SolveOptions) async throws -> BenchTaskResult {
         let started = ContinuousClock.now
         var result = BenchTaskResult.empty(task)
-        let outcome = try await solver.solve(task.visible(visible), options: options, value: value)
+        let outcome = try await solver.solve(task.visible(visible), options: options)
         let cost = outcome.statistics.cost
         result.generatedTokens = cost.generatedTokens
         result.promptTokens = cost.promptTokens
@@ -139,7 +166,7 @@ public struct Benchmark: Sendable {
         result.expansions = outcome.statistics.expansions
         result.stop = outcome.statistics.stop.rawValue
         result.program = outcome.program
-        result.visiblePassed = outcome.verification?.reward == 1
+        result.visiblePassed = outcome.solved
         if let program = outcome.program {
             let all = try await scorer.run(JailJob(program: program, tests: task.tests.joined(separator: "\n"), setup: task.setup))
             result.testsPassed = all.passed
@@ -150,10 +177,8 @@ public struct Benchmark: Sendable {
                 result.challengePassed = challenge.passed
             }
         }
-        let wall = ContinuousClock.now - started
-        result.wallS = Double(wall.components.seconds) + Double(wall.components.attoseconds) / 1e18
+        result.wallS = (ContinuousClock.now - started).seconds
         result.outsideLlmS = max(0, result.wallS - cost.llmSeconds)
         return result
     }
 }
-

@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 import Policy
 import PythonSyntax
@@ -46,30 +47,6 @@ public protocol ProgramVerifier: Sendable {
 extension JailRunner: ProgramVerifier {}
 extension Jail: ProgramVerifier {}
 
-public struct StepOptions: Sendable, Hashable {
-    /// Sampling temperature for the K candidate lines.
-    public var temperature: Double
-    public var maxLineTokens: Int
-    /// nil: a step is one line. N: a step is N tokens, whatever lines they span.
-    public var stepTokens: Int?
-    public var maxProgramTokens: Int
-    public var maxLines: Int
-    public var reward: ProcessRewardValues
-    /// Server slot to pin this search's requests to, for its prefix cache.
-    public var slot: Int?
-
-    public init(temperature: Double = 0.8, maxLineTokens: Int = 80, stepTokens: Int? = nil, maxProgramTokens: Int = 512,
-                maxLines: Int = 60, reward: ProcessRewardValues = ProcessRewardValues(), slot: Int? = nil) {
-        self.temperature = temperature
-        self.maxLineTokens = maxLineTokens
-        self.stepTokens = stepTokens
-        self.maxProgramTokens = maxProgramTokens
-        self.maxLines = maxLines
-        self.reward = reward
-        self.slot = slot
-    }
-}
-
 /// One parser per search: a TSParser is not thread-safe, and a search applies
 /// actions one at a time anyway.
 final class SyntaxSession: Sendable {
@@ -81,6 +58,14 @@ final class SyntaxSession: Sendable {
     }
 }
 
+/// Verdicts of this search's programs, so the evidence for the program a
+/// search returns comes from the run that judged it, not from a second run.
+final class VerdictMemo: Sendable {
+    private let reports = Mutex<[String: TestReport]>([:])
+    func store(_ report: TestReport, for program: String) { reports.withLock { $0[program] = report } }
+    func report(for program: String) -> TestReport? { reports.withLock { $0[program] } }
+}
+
 /// Q*'s code specialisation: states are partial programs, actions are lines,
 /// the verifier is the jail on the task's visible tests.
 public struct CodeSearchDomain: PlanningDomain {
@@ -88,19 +73,25 @@ public struct CodeSearchDomain: PlanningDomain {
     public let model: any LanguageModel
     public let verifier: any ProgramVerifier
     public let prompts: PromptBuilder
-    public let options: StepOptions
+    public let options: SolveOptions
+    /// Server slot this search's requests are pinned to, for its prefix cache.
+    public let slot: Int?
     public let entryPoint: EntryPoint?
+    /// R_P per syntax verdict: not a user option, the shape of the reward.
+    public let reward = ProcessRewardValues()
     let syntax: SyntaxSession
+    let memo = VerdictMemo()
     public let root: CodeState
 
     public init(task: CodeTask, model: any LanguageModel, verifier: any ProgramVerifier,
-                prompts: PromptBuilder = PromptBuilder(), options: StepOptions = StepOptions()) throws {
+                prompts: PromptBuilder = PromptBuilder(), options: SolveOptions = SolveOptions(), slot: Int? = nil) throws {
         self.task = task
         self.model = model
         self.verifier = verifier
         self.prompts = prompts
         self.options = options
-        self.entryPoint = task.tests.lazy.compactMap { CodeDomain.entryPoint(fromTest: $0) }.first
+        self.slot = slot
+        self.entryPoint = task.entry
         let syntax = try SyntaxSession()
         self.syntax = syntax
         let parsed = syntax.parse("")
@@ -114,7 +105,7 @@ public struct CodeSearchDomain: PlanningDomain {
             prompt: prompts.prefix(for: task) + state.program, n: k,
             maxTokens: options.stepTokens ?? options.maxLineTokens,
             stop: options.stepTokens == nil ? ["\n"] : prompts.endMarkers,
-            sampling: Sampling(temperature: options.temperature), seed: seed, slot: options.slot)
+            sampling: Sampling(temperature: options.search.temperature), seed: seed, slot: slot)
         let response = try await model.complete(request)
         var merged: [CodeAction: Proposal<CodeAction>] = [:]
         var order: [CodeAction] = []
@@ -133,7 +124,7 @@ public struct CodeSearchDomain: PlanningDomain {
                 order.append(action)
             }
         }
-        return Expansion(proposals: order.map { merged[$0]! }, cost: Self.cost(response.usage))
+        return Expansion(proposals: order.map { merged[$0]! }, cost: response.cost)
     }
 
     func action(from choice: CompletionChoice) -> CodeAction {
@@ -153,12 +144,12 @@ public struct CodeSearchDomain: PlanningDomain {
     public func rollouts(from state: CodeState, n: Int, temperature: Double, seed: UInt64) async throws -> RolloutBatch<CodeState> {
         let request = CompletionRequest(
             prompt: prompts.prefix(for: task) + state.program, n: n, maxTokens: options.maxProgramTokens,
-            stop: prompts.endMarkers, sampling: Sampling(temperature: temperature), seed: seed, slot: options.slot)
+            stop: prompts.endMarkers, sampling: Sampling(temperature: temperature), seed: seed, slot: slot)
         let response = try await model.complete(request)
         let rollouts = response.choices.map { choice in
             return Rollout(state: finished(state.program + choice.text), logprobMean: choice.logprobMean, tokens: choice.tokens)
         }
-        return RolloutBatch(rollouts: rollouts, cost: Self.cost(response.usage))
+        return RolloutBatch(rollouts: rollouts, cost: response.cost)
     }
 
     /// A whole program parsed from scratch (rollouts, `check`); trailing blank lines dropped.
@@ -183,15 +174,15 @@ public struct CodeSearchDomain: PlanningDomain {
             program += appended
             parsed = syntax.extend(state.parsed, appended)
         }
-        let ends = action.ends || parsed.report.lineCount >= options.maxLines
+        let ends = action.ends
         return CodeState(program: program, finished: ends, parsed: parsed, facts: codeFacts(parsed, entryPoint: entryPoint))
     }
 
     public func processReward(of state: CodeState) -> Double {
         // A finished program that is still open (a header with no body) is as
         // wrong as one that does not parse.
-        if state.finished && state.facts.verdict == .incomplete { return options.reward.broken }
-        return CodeDomain.processReward(state.facts, values: options.reward)
+        if state.finished && state.facts.verdict == .incomplete { return reward.broken }
+        return CodeDomain.processReward(state.facts, values: reward)
     }
 
     public func isTerminal(_ state: CodeState) -> Bool { state.finished }
@@ -211,13 +202,12 @@ public struct CodeSearchDomain: PlanningDomain {
     public func verify(_ state: CodeState) async throws -> Verification {
         let report = try await verifier.run(JailJob(program: state.program, tests: task.tests.joined(separator: "\n"),
                                                     setup: task.setup))
-        var cost = Cost()
-        cost.verifierRuns = 1
-        cost.verifierSeconds = report.wallMs / 1000
-        let total = max(report.total, task.tests.count)
-        return Verification(passed: report.outcome == .passed ? total : report.passed, total: total,
-                            outcome: report.syntaxError != nil ? "syntax error" : report.outcome.rawValue, cost: cost)
+        memo.store(report, for: state.program)
+        return report.verification(expected: task.tests.count)
     }
+
+    /// The jail's report for a program this search verified.
+    public func report(for program: String) -> TestReport? { memo.report(for: program) }
 
     public func describe(_ action: CodeAction) -> String {
         switch (action.line, action.ends) {
@@ -226,14 +216,15 @@ public struct CodeSearchDomain: PlanningDomain {
         case (nil, _): return "⏎ end"
         }
     }
+}
 
-    static func cost(_ usage: Usage) -> Cost {
-        var c = Cost()
-        c.llmCalls = usage.calls
-        c.promptTokens = usage.promptTokens
-        c.cachedPromptTokens = usage.cachedPromptTokens
-        c.generatedTokens = usage.generatedTokens
-        c.llmSeconds = usage.wallMs / 1000
-        return c
+extension TestReport {
+    /// The one mapping from a jail report to the search's verdict: a pass
+    /// counts every expected test even when the report lists fewer.
+    public func verification(expected tests: Int) -> Verification {
+        let total = Swift.max(self.total, tests)
+        return Verification(passed: outcome == .passed ? total : passed, total: total,
+                            outcome: syntaxError != nil ? "syntax error" : outcome.rawValue,
+                            cost: Cost(verifierRuns: 1, verifierSeconds: wallMs / 1000))
     }
 }

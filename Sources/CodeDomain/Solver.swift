@@ -1,28 +1,8 @@
+import Basics
 import Foundation
 import Policy
 import QStar
 import Sandbox
-
-public enum SolveMethod: String, Sendable, Codable, CaseIterable {
-    case qstar
-    case greedy
-    case bestOfN = "best-of-n"
-}
-
-/// Everything that shapes one solve. Defaults are what `qcode solve` uses.
-public struct SolveOptions: Sendable, Hashable {
-    public var method: SolveMethod = .qstar
-    public var k = 4
-    public var lambda = 1.0
-    public var aggregation: Aggregation = .min
-    public var budget = Budget(maxGeneratedTokens: 1500)
-    public var seed: UInt64 = 0
-    /// Best-of-N: how many programs at most (the token budget may stop it earlier).
-    public var samples = 8
-    public var temperature = 0.8
-    public var step = StepOptions()
-    public init() {}
-}
 
 /// A value model for code: built per task, since a learned model reads the
 /// task (its text, its entry point) as well as the code.
@@ -44,14 +24,84 @@ public struct CodeValueModel: Sendable {
     public static let logprob = CodeValueModel(name: "logprob") { _ in .logprob }
 }
 
-/// A solve's answer and its evidence.
-public struct SolveOutcome: Sendable {
-    public var method: SolveMethod
-    public var valueModel: String
+/// Turns a `ValueChoice` into a model. The built-in heuristics need nothing;
+/// the QVM module supplies a resolver that also loads trained models.
+public protocol ValueModelResolver: Sendable {
+    func resolve(_ choice: ValueChoice) throws -> CodeValueModel
+}
+
+public struct BuiltinValueModels: ValueModelResolver {
+    public init() {}
+    public func resolve(_ choice: ValueChoice) throws -> CodeValueModel {
+        switch choice.kind {
+        case .zero: return .zero
+        case .logprob: return .logprob
+        case .qvm: throw OptionError("value", "the qvm value model needs qcode's QVM module (use the qcode executable or the daemon)")
+        }
+    }
+}
+
+/// A solve's answer and its evidence: the result of `qcode/solve` on the wire
+/// and what `qcode solve` prints, in-process or through the daemon.
+public struct SolveResult: Sendable, Codable {
+    public var taskId: String
+    public var method: String
+    /// The value model, for methods that use one.
+    public var value: String?
     public var program: String?
-    public var verification: Verification?
+    /// Visible tests the program passed, of `total`.
+    public var passed: Int
+    public var total: Int
+    /// The verifier's word ("passed", "failed", "syntax error", "timeout" …), or "no program".
+    public var outcome: String
+    /// The jail's outcome for the returned program; nil without a program.
+    public var verdict: TestOutcome?
+    /// Per-assert evidence for the returned program (expected vs actual on failures).
+    public var asserts: [AssertResult]
     public var statistics: SearchStatistics
-    public var trace: [TraceNode]
+    /// The explored tree, when asked for (`--trace`).
+    public var trace: [TraceNode]?
+
+    public var solved: Bool { total > 0 && passed == total }
+
+    /// One line for humans: the verdict and what it cost.
+    public var summaryLine: String {
+        let s = statistics
+        return "# \(solved ? "PASS" : "FAIL") \(passed)/\(total) visible tests (\(outcome)) — \(method)\(value.map { "/\($0)" } ?? ""): "
+            + "\(s.expansions) expansions, \(s.cost.llmCalls) LLM calls, \(s.cost.generatedTokens) generated tokens, "
+            + String(format: "%.1f s", s.wallSeconds)
+    }
+}
+
+/// What a solve reports while it runs: `$/progress` values on the wire and
+/// the CLI's progress line.
+public struct SolveProgress: Sendable, Codable, Hashable {
+    public var kind = "report"
+    public var expansions: Int
+    public var generatedTokens: Int
+    /// Finished programs judged so far.
+    public var programsTried: Int
+    public var bestF: Double
+    /// Visible tests the best program so far passes, of `bestTotal`.
+    public var bestPassed: Int?
+    public var bestTotal: Int?
+    /// The verified program with the most passing tests so far.
+    public var bestProgram: String?
+
+    public init(_ p: SearchProgress<CodeState>) {
+        expansions = p.expansions
+        generatedTokens = p.generatedTokens
+        programsTried = p.programsTried
+        bestF = p.bestF.isFinite ? p.bestF : 0
+        bestPassed = p.bestVerification?.passed
+        bestTotal = p.bestVerification?.total
+        bestProgram = p.best?.program
+    }
+
+    public var line: String {
+        "programs \(programsTried)  tests \(bestPassed.map { "\($0)/\(bestTotal ?? 0)" } ?? "-")  tokens \(generatedTokens)"
+            + "  expansions \(expansions)"
+    }
 }
 
 /// Runs one method on one task: the seam the CLI, the daemon and the
@@ -60,34 +110,46 @@ public struct Solver: Sendable {
     public let model: any LanguageModel
     public let verifier: any ProgramVerifier
     public let prompts: PromptBuilder
+    public let values: any ValueModelResolver
+    /// The planners `options.method` may name (`Planners.all`; tests add recording ones).
+    public let planners: [any SearchAlgorithm]
+    public let clock: any SearchClock
 
-    public init(model: any LanguageModel, verifier: any ProgramVerifier, prompts: PromptBuilder = PromptBuilder()) {
+    public init(model: any LanguageModel, verifier: any ProgramVerifier, prompts: PromptBuilder = PromptBuilder(),
+                values: any ValueModelResolver = BuiltinValueModels(), planners: [any SearchAlgorithm] = Planners.all,
+                clock: any SearchClock = SystemClock()) {
         self.model = model
         self.verifier = verifier
         self.prompts = prompts
+        self.values = values
+        self.planners = planners
+        self.clock = clock
     }
 
-    public func solve(_ task: CodeTask, options: SolveOptions,
-                      value: CodeValueModel = .logprob,
-                      progress: (@Sendable (SearchProgress) -> Void)? = nil) async throws -> SolveOutcome {
-        var step = options.step
-        step.temperature = options.temperature
-        let domain = try CodeSearchDomain(task: task, model: model, verifier: verifier, prompts: prompts, options: step)
-        let result: SearchResult<CodeState>
-        switch options.method {
-        case .qstar:
-            let settings = SearchSettings(k: options.k, lambda: options.lambda, aggregation: options.aggregation,
-                                          budget: options.budget, seed: options.seed, maxDepth: step.maxLines)
-            result = try await QStarSearch(domain: domain, value: value.make(task), settings: settings).run(progress: progress)
-        case .greedy:
-            result = try await Sampler(domain: domain).greedy()
-        case .bestOfN:
-            result = try await Sampler(domain: domain).bestOfN(
-                n: options.samples, temperature: options.temperature, seed: options.seed, batch: min(4, options.samples),
-                maxGeneratedTokens: options.budget.maxGeneratedTokens)
+    /// Validates `options`, resolves the value model, runs the planner and
+    /// collects the evidence for the program it returns.
+    /// - Parameter slot: the server slot to pin this search's requests to, so
+    ///   its prefix cache survives other searches running beside it.
+    public func solve(_ task: CodeTask, options: SolveOptions, trace: Bool = false, slot: Int? = nil,
+                      progress: (@Sendable (SolveProgress) -> Void)? = nil) async throws -> SolveResult {
+        try options.validate()
+        guard let planner = planners.first(where: { $0.name == options.method }) else {
+            throw OptionError("method", "no planner named '\(options.method)' here")
         }
-        return SolveOutcome(method: options.method, valueModel: options.method == .qstar ? value.name : "-",
-                            program: result.best?.program, verification: result.bestVerification,
-                            statistics: result.statistics, trace: result.trace)
+        let value = try values.resolve(options.value)
+        let domain = try CodeSearchDomain(task: task, model: model, verifier: verifier, prompts: prompts, options: options,
+                                          slot: slot)
+        var onProgress: (@Sendable (SearchProgress<CodeState>) -> Void)?
+        if let progress { onProgress = { progress(SolveProgress($0)) } }
+        let context = SearchContext<CodeSearchDomain>(domain: domain, value: value.make(task), settings: options.search,
+                                                      clock: clock, progress: onProgress)
+        let result = try await planner.run(context)
+        let report = result.best.flatMap { domain.report(for: $0.program) }
+        let verification = result.bestVerification
+        return SolveResult(taskId: task.id, method: planner.name, value: planner.usesValueModel ? value.name : nil,
+                           program: result.best?.program, passed: verification?.passed ?? 0,
+                           total: verification?.total ?? task.tests.count, outcome: verification?.outcome ?? "no program",
+                           verdict: report?.outcome, asserts: report?.asserts ?? [], statistics: result.statistics,
+                           trace: trace ? result.trace : nil)
     }
 }

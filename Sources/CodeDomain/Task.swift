@@ -1,4 +1,5 @@
 import Foundation
+import PythonSyntax
 
 /// A programming task, MBPP style: what to write, and the asserts that judge it.
 public struct CodeTask: Sendable, Hashable, Codable {
@@ -10,7 +11,8 @@ public struct CodeTask: Sendable, Hashable, Codable {
     public var setup: String
     /// MBPP's harder extra tests: scored and reported separately.
     public var challengeTests: [String]
-    /// The function the tests call; derived from the first test when not given.
+    /// The function the tests call, when given explicitly (it wins over what
+    /// the tests suggest); `entry` resolves it.
     public var entryPoint: String?
     /// A reference solution when the data has one (MBPP `code`); never shown to the policy.
     public var reference: String?
@@ -22,9 +24,13 @@ public struct CodeTask: Sendable, Hashable, Codable {
         self.tests = tests
         self.setup = setup
         self.challengeTests = challengeTests
-        self.entryPoint = entryPoint ?? tests.lazy.compactMap { CodeDomain.entryPoint(fromTest: $0)?.name }.first
+        self.entryPoint = entryPoint
         self.reference = reference
     }
+
+    /// The function under test and the arity the tests call it with: the one
+    /// resolution the search, the value model and `check` all use.
+    public var entry: EntryPoint? { EntryPoint.resolve(name: entryPoint, tests: tests) }
 
     /// The same task with only the first `n` tests visible: the honest MBPP
     /// protocol shows the search one assert and scores on all of them.
@@ -124,13 +130,16 @@ public enum TaskLoader {
 /// Test files are plain Python: top-level statements, normally asserts.
 public enum TestFile {
     /// Splits a test file into its top-level statements. A statement continues
-    /// over indented lines and while brackets are open; comments and blank
-    /// lines between statements are dropped. Imports are kept with the asserts
-    /// that follow them, since an assert may need them.
+    /// over indented lines, while brackets are open, inside multi-line strings
+    /// and after a backslash; comments and blank lines between statements are
+    /// dropped. Imports are kept with the statement that follows them, since
+    /// an assert may need them.
     public static func statements(_ source: String) -> [String] {
+        let text = source.replacingOccurrences(of: "\r", with: "")
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let inside = continuedLines(text, count: lines.count)
         var statements: [String] = []
         var current: [String] = []
-        var depth = 0
         var preamble: [String] = []
         func flush() {
             guard !current.isEmpty else { return }
@@ -143,39 +152,54 @@ public enum TestFile {
             }
             current = []
         }
-        for rawLine in source.split(separator: "\n", omittingEmptySubsequences: false) {
-            let line = String(rawLine).replacingOccurrences(of: "\r", with: "")
+        for (i, line) in lines.enumerated() {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
-            let continues = depth > 0 || (line.first.map { $0 == " " || $0 == "\t" } ?? false)
+            let continues = inside[i] || (line.first.map { $0 == " " || $0 == "\t" } ?? false)
             if !continues {
-                if trimmed.isEmpty || trimmed.hasPrefix("#") { flush(); continue }
                 flush()
+                if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
             }
             if trimmed.isEmpty && current.isEmpty { continue }
             current.append(line)
-            depth = max(0, depth + bracketDelta(line))
         }
         flush()
         return statements
     }
 
-    static func bracketDelta(_ line: String) -> Int {
-        var delta = 0
-        var quote: Character?
-        var escaped = false
-        for c in line {
-            if let q = quote {
-                if escaped { escaped = false } else if c == "\\" { escaped = true } else if c == q { quote = nil }
-                continue
+    /// For each physical line: does it start inside brackets, a string, or after a backslash?
+    static func continuedLines(_ text: String, count: Int) -> [Bool] {
+        let bytes = Array(text.utf8)
+        var lineStarts = [0]
+        for (i, b) in bytes.enumerated() where b == 0x0A { lineStarts.append(i + 1) }
+        var inside = [Bool](repeating: false, count: max(count, lineStarts.count))
+        func line(of offset: Int) -> Int {
+            var lo = 0, hi = lineStarts.count - 1
+            while lo < hi {
+                let mid = (lo + hi + 1) / 2
+                if lineStarts[mid] <= offset { lo = mid } else { hi = mid - 1 }
             }
-            switch c {
-            case "#": return delta
-            case "'", "\"": quote = c
-            case "(", "[", "{": delta += 1
-            case ")", "]", "}": delta -= 1
-            default: break
+            return lo
+        }
+        var depth = 0
+        let tokenizer = PythonTokenizer(bytes)
+        for t in tokenizer {
+            switch t.kind {
+            case .op:
+                switch tokenizer.text(of: t) {
+                case "(", "[", "{": depth += 1
+                case ")", "]", "}": depth = max(0, depth - 1)
+                default: break
+                }
+            case .newline where depth > 0, .continuation:
+                let next = line(of: t.start) + 1
+                if next < inside.count { inside[next] = true }
+            case .string:
+                let first = line(of: t.start), last = line(of: max(t.start, t.end - 1))
+                if last > first { for l in (first + 1)...last where l < inside.count { inside[l] = true } }
+            default:
+                break
             }
         }
-        return delta
+        return inside
     }
 }

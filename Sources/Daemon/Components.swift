@@ -1,28 +1,47 @@
+import Basics
 import CodeDomain
 import Foundation
 import Policy
+import QStar
 import Sandbox
+import Synchronization
 
-/// Counts what the language model costs, across every solve the process runs.
-public final class UsageMeter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var usage = Usage()
+/// Counts what the language model costs, across every solve the process
+/// runs, and remembers the last error it gave: `qcode/status` shows both.
+public final class UsageMeter: Sendable {
+    private struct State {
+        var total = Cost()
+        var lastError: String?
+        var lastErrorAt: Date?
+    }
+    private let state = Mutex(State())
     public init() {}
-    public var total: Usage { lock.withLock { usage } }
-    func add(_ u: Usage) { lock.withLock { usage += u } }
+    public var total: Cost { state.withLock { $0.total } }
+    public var lastError: (message: String, at: Date)? {
+        state.withLock { s in s.lastError.map { ($0, s.lastErrorAt ?? Date()) } }
+    }
+    func add(_ cost: Cost) { state.withLock { $0.total += cost } }
+    func failed(_ error: any Error) {
+        state.withLock {
+            $0.lastError = "\(error)"
+            $0.lastErrorAt = Date()
+        }
+    }
 }
 
-/// A model that reports its usage to a meter: `qcode/status` shows tokens
-/// spent and the prefix-cache share from it.
+/// A model that reports its usage to a meter.
 public struct MeteredModel: LanguageModel {
     public let base: any LanguageModel
     public let meter: UsageMeter
-    let gate: StartGate?
     public func complete(_ request: CompletionRequest) async throws -> CompletionResponse {
-        try await gate?.ready()
-        let response = try await base.complete(request)
-        meter.add(response.usage)
-        return response
+        do {
+            let response = try await base.complete(request)
+            meter.add(response.cost)
+            return response
+        } catch {
+            if !(error is CancellationError) { meter.failed(error) }
+            throw error
+        }
     }
 }
 
@@ -37,47 +56,57 @@ public final class Components: Sendable {
     public let server: EmbeddedServer?
     public let endpoint: URL?
     public let kind: LLMKind
+    /// What the LLM is ("embedded Qwen2.5-Coder-0.5B-Instruct Q4_K_M", an endpoint URL …).
+    public let llmDescription: String
+    /// The planners solves may use: `Planners.all`, or recording ones in tests.
+    public let planners: [any SearchAlgorithm]
     private let makeVerifier: @Sendable (Double) throws -> any ProgramVerifier
     private let runners = RunnerCache()
-    private let gate: StartGate?
 
     /// For tests and embedders: any model and verifier (scripted doubles need no LLM or jail).
-    public init(model: any LanguageModel, verifier: @escaping @Sendable (Double) throws -> any ProgramVerifier) {
+    public init(model: any LanguageModel, verifier: @escaping @Sendable (Double) throws -> any ProgramVerifier,
+                description: String = "model supplied in-process", planners: [any SearchAlgorithm] = Planners.all) {
+        self.planners = planners
         let meter = UsageMeter()
-        self.model = MeteredModel(base: model, meter: meter, gate: nil)
-        self.gate = nil
+        self.model = MeteredModel(base: model, meter: meter)
         self.meter = meter
         self.server = nil
         self.endpoint = nil
         self.kind = .injected
+        self.llmDescription = description
         self.makeVerifier = verifier
     }
 
-    private init(model: any LanguageModel, server: EmbeddedServer?, endpoint: URL?) {
+    private init(model: any LanguageModel, server: EmbeddedServer?, endpoint: URL?, description: String) {
+        self.planners = Planners.all
         let meter = UsageMeter()
-        self.gate = server.map(StartGate.init)
-        self.model = MeteredModel(base: model, meter: meter, gate: gate)
+        self.model = MeteredModel(base: model, meter: meter)
         self.meter = meter
         self.server = server
         self.endpoint = endpoint
         self.kind = server != nil ? .embedded : .endpoint
+        self.llmDescription = description
         let runners = self.runners
         self.makeVerifier = { timeout in try runners.runner(timeout: timeout) }
     }
 
     /// The model from the configuration: an HTTP endpoint, else the embedded
     /// server (started lazily by the first completion, or by `warm()`).
-    public static func make(_ config: DaemonConfig, supportsN: Bool = true) -> Components {
-        if let url = config.endpoint {
-            let options = EndpointOptions(flavor: APIFlavor(rawValue: config["api"]) ?? .openai, supportsN: supportsN,
-                                          model: config["model_name"].isEmpty ? nil : config["model_name"],
-                                          timeout: config.double("llm_timeout"))
-            return Components(model: HTTPLanguageModel(baseURL: url, options: options), server: nil, endpoint: url)
+    public static func make(_ config: Configuration, supportsN: Bool = true) -> Components {
+        if let url = config.endpointURL {
+            let options = EndpointOptions(flavor: config.api, supportsN: supportsN,
+                                          model: config.modelName.isEmpty ? nil : config.modelName, timeout: config.llmTimeout)
+            return Components(model: HTTPLanguageModel(baseURL: url, options: options), server: nil, endpoint: url,
+                              description: config.llmDescription)
         }
-        let server = EmbeddedServer(settings: ServerSettings(threads: config.int("threads"), slots: config.int("slots"),
-                                                             parentTie: Jail.locateLauncher()))
-        let options = EndpointOptions(flavor: .llama, timeout: config.double("llm_timeout"))
-        return Components(model: EmbeddedLanguageModel(server: server, options: options), server: server, endpoint: nil)
+        let server = EmbeddedServer(settings: ServerSettings(
+            binary: URL(fileURLWithPath: config.llamaServer), model: config.modelFile,
+            fetchHint: config.modelPath.isEmpty ? config.model.bootstrapCommand : "set model_path to an existing GGUF file",
+            threads: config.threads, slots: config.slots, parentTie: Jail.locateLauncher()))
+        // One retry inside a call: a dead server is the embedded model's to restart, not the HTTP client's to wait for.
+        let options = EndpointOptions(flavor: .llama, timeout: config.llmTimeout, retries: 1)
+        return Components(model: EmbeddedLanguageModel(server: server, options: options), server: server, endpoint: nil,
+                          description: config.llmDescription)
     }
 
     /// The verifier for programs allowed `timeout` seconds; jails with the
@@ -103,32 +132,45 @@ public final class Components: Sendable {
         }
     }
 
-    /// Starts the embedded server in the background so the first solve does not wait for it.
+    /// Starts the embedded server in the background so the first solve does
+    /// not wait for it; concurrent callers wait for this same start.
     public func warm() {
-        guard let gate else { return }
-        Task { try? await gate.ready() }
+        guard let server else { return }
+        Task { _ = try? await server.ensureRunning() }
     }
 
     public struct Health: Sendable, Codable {
         public var kind: LLMKind
         public var url: String?
+        /// The model in use.
+        public var model: String
         public var healthy: Bool
         public var detail: String
+        public var lastError: String?
     }
 
     public func health() async -> Health {
+        var h: Health
         switch kind {
         case .injected:
-            return Health(kind: kind, url: nil, healthy: true, detail: "model supplied in-process")
+            h = Health(kind: kind, url: nil, model: llmDescription, healthy: true, detail: "model supplied in-process")
         case .endpoint:
             let ok = await HTTPLanguageModel(baseURL: endpoint!).health(timeout: 2)
-            return Health(kind: kind, url: endpoint!.absoluteString, healthy: ok, detail: ok ? "/health 200" : "not answering")
+            h = Health(kind: kind, url: endpoint!.absoluteString, model: llmDescription, healthy: ok,
+                       detail: ok ? "/health 200" : "not answering")
         case .embedded:
             let running = await server!.isRunning
             let pid = await server!.pid
-            return Health(kind: kind, url: nil, healthy: running,
-                          detail: running ? "llama-server running (pid \(pid.map(String.init) ?? "?"))" : "llama-server not running (starts on the next solve)")
+            let restarts = await server!.restarts
+            h = Health(kind: kind, url: nil, model: llmDescription, healthy: running,
+                       detail: (running ? "llama-server running (pid \(pid.map(String.init) ?? "?"))"
+                                        : "llama-server not running (starts on the next solve)")
+                           + (restarts > 0 ? ", restarted \(restarts)×" : ""))
         }
+        if let e = meter.lastError {
+            h.lastError = "\(ISO8601DateFormatter().string(from: e.at)): \(e.message)"
+        }
+        return h
     }
 
     /// Stops the embedded server: no llama-server outlives its qcode.
@@ -137,62 +179,22 @@ public final class Components: Sendable {
     }
 }
 
-final class RunnerCache: @unchecked Sendable {
-    private let lock = NSLock()
-    private var runners: [Double: JailRunner] = [:]
+/// One jail runner per time limit, created on first use: solves with the same
+/// limits share a runner and so its result cache.
+final class RunnerCache: Sendable {
+    private let runners = Mutex<[Double: JailRunner]>([:])
 
     func runner(timeout: Double) throws -> JailRunner {
-        try lock.withLock {
-            if let r = runners[timeout] { return r }
+        try runners.withLock { all in
+            if let r = all[timeout] { return r }
             var limits = JailLimits.default
             limits.wallSeconds = timeout
             limits.cpuSeconds = max(1, min(limits.cpuSeconds, Int(timeout.rounded(.up))))
             let r = JailRunner(jail: try Jail(limits: limits))
-            runners[timeout] = r
+            all[timeout] = r
             return r
         }
     }
 
-    var all: [JailRunner] { lock.withLock { Array(runners.values) } }
-}
-
-/// One start of the embedded server that every caller waits for. Concurrent
-/// callers of `EmbeddedServer.ensureRunning()` can otherwise get its URL while
-/// the model is still loading and see HTTP 503 (the fix belongs in Policy:
-/// have `ensureRunning` await the start already in progress).
-actor StartGate {
-    let server: EmbeddedServer
-    private var starting: Task<Void, any Error>?
-    init(_ server: EmbeddedServer) { self.server = server }
-
-    private var outcome: Result<Void, any Error>?
-
-    /// Waits for the server to be up; a cancelled caller stops waiting at once.
-    func ready() async throws {
-        if case .success? = outcome { return }
-        if starting == nil {
-            outcome = nil
-            let server = self.server
-            starting = Task {
-                do {
-                    _ = try await server.ensureRunning()
-                    self.finish(.success(()))
-                } catch {
-                    self.finish(.failure(error))
-                }
-            }
-        }
-        while true {
-            switch outcome {
-            case .success?: return
-            case .failure(let e)?:
-                starting = nil  // the next call tries again
-                throw e
-            case nil:
-                try await Task.sleep(for: .milliseconds(50))
-            }
-        }
-    }
-
-    private func finish(_ r: Result<Void, any Error>) { outcome = r }
+    var all: [JailRunner] { runners.withLock { Array($0.values) } }
 }

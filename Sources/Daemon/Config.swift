@@ -1,36 +1,71 @@
+import Basics
 import Foundation
 import Policy
+import TOMLKit
 
-/// Where qcode keeps its runtime files (XDG conventions). Mirrors `Paths` in
-/// the CLI, which `doctor` uses; the daemon needs them without the CLI.
+/// Where qcode keeps its runtime files (XDG conventions): the defaults of the
+/// path settings, and the folders `qcode doctor` checks.
 public enum DaemonPaths {
     public static var socketDirectory: URL {
         let env = ProcessInfo.processInfo.environment
         if let runtime = env["XDG_RUNTIME_DIR"], !runtime.isEmpty { return URL(fileURLWithPath: runtime).appendingPathComponent("qcode") }
         return URL(fileURLWithPath: "/tmp/qcode-\(getuid())")
     }
-    public static var defaultSocket: URL { socketDirectory.appendingPathComponent("qcode.sock") }
-    public static var configFile: URL {
+    public static var configDirectory: URL {
         let env = ProcessInfo.processInfo.environment
         let dir = env["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
             ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".config")
-        return dir.appendingPathComponent("qcode/config.toml")
+        return dir.appendingPathComponent("qcode")
     }
-    public static var logFile: URL { QCodeCache.root.appendingPathComponent("logs/daemon.log") }
+    public static var configFile: URL { configDirectory.appendingPathComponent("config.toml") }
 }
 
-/// Where a configuration value came from, highest precedence first.
+/// qcode's settings. The initial values below are the defaults — the only
+/// place they are written; `ConfigKey` is the table that says how each one is
+/// named, read and checked.
+public struct Configuration: Sendable, Hashable {
+    public var socket = DaemonPaths.socketDirectory.appendingPathComponent("qcode.sock").path
+    /// LLM server base URL; empty: the embedded llama-server.
+    public var endpoint = ""
+    public var api = APIFlavor.openai
+    public var modelName = ""
+    public var llmTimeout = 600.0
+    public var model = EmbeddedModel.small
+    /// A GGUF file; empty: the bootstrap's file for `model`.
+    public var modelPath = ""
+    public var llamaServer = QCodeCache.serverBinary.path
+    public var slots = 8
+    public var threads = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 4))
+    public var maxConcurrentSolves = 2
+    public var maxQueuedSolves = 16
+    public var logFile = QCodeCache.logs.appendingPathComponent("daemon.log").path
+
+    public init() {}
+
+    public var endpointURL: URL? { endpoint.isEmpty ? nil : URL(string: endpoint) }
+
+    /// The embedded model's file: `model_path`, else the bootstrap's file for `model`.
+    public var modelFile: URL { modelPath.isEmpty ? model.defaultPath : URL(fileURLWithPath: modelPath) }
+
+    /// What the LLM is, for status lines and benchmark reports.
+    public var llmDescription: String {
+        if let url = endpointURL { return "endpoint \(url.absoluteString)" + (modelName.isEmpty ? "" : " (\(modelName))") }
+        return modelPath.isEmpty ? "embedded \(model.displayName)" : "embedded \(modelPath)"
+    }
+}
+
+/// Where a value came from, highest precedence first.
 public enum ConfigSource: Sendable, Hashable, CustomStringConvertible {
     case flag(String)
     case environment(String)
-    case file(String, line: Int)
+    case file(String)
     case defaultValue
 
     public var description: String {
         switch self {
-        case .flag(let f): return "flag --\(f)"
+        case .flag(let f): return "flag \(f)"
         case .environment(let v): return "env \(v)"
-        case .file(let path, let line): return "\(path):\(line)"
+        case .file(let path): return path
         case .defaultValue: return "default"
         }
     }
@@ -41,129 +76,193 @@ public struct ConfigError: Error, Sendable, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// The daemon's settings: one table of keys, each settable in
-/// `$XDG_CONFIG_HOME/qcode/config.toml`, as `QCODE_<KEY>` and as `--<key>`,
-/// with flags > environment > file > defaults.
-public struct DaemonConfig: Sendable {
-    public struct Key: Sendable {
-        public let name: String
-        public let help: String
-        let defaultValue: @Sendable () -> String
-        let validate: @Sendable (String) -> String?
-        public var env: String { "QCODE_" + name.uppercased() }
-        public var flag: String { name.replacingOccurrences(of: "_", with: "-") }
-    }
-
-    static func int(_ min: Int) -> @Sendable (String) -> String? {
-        { Int($0).map { $0 >= min ? nil : "must be at least \(min)" } ?? "must be a whole number" }
-    }
-    static func positive(_ s: String) -> String? {
-        Double(s).map { $0 > 0 ? nil : "must be positive" } ?? "must be a number"
-    }
-
-    public static let keys: [Key] = [
-        Key(name: "socket", help: "Unix socket the daemon listens on", defaultValue: { DaemonPaths.defaultSocket.path }, validate: { $0.isEmpty ? "must not be empty" : nil }),
-        Key(name: "endpoint", help: "LLM server base URL; empty: the embedded llama-server", defaultValue: { "" }, validate: { s in
-            s.isEmpty || URL(string: s)?.scheme != nil ? nil : "must be a URL such as http://127.0.0.1:8080" }),
-        Key(name: "api", help: "wire protocol of endpoint: llama or openai", defaultValue: { "openai" }, validate: { APIFlavor(rawValue: $0) == nil ? "must be llama or openai" : nil }),
-        Key(name: "model_name", help: "model name sent to an OpenAI-compatible endpoint", defaultValue: { "" }, validate: { _ in nil }),
-        Key(name: "llm_timeout", help: "seconds to wait for one LLM call", defaultValue: { "600" }, validate: positive),
-        Key(name: "slots", help: "embedded server: parallel slots", defaultValue: { "8" }, validate: int(1)),
-        Key(name: "threads", help: "embedded server: CPU threads", defaultValue: { String(max(1, min(ProcessInfo.processInfo.activeProcessorCount, 4))) }, validate: int(1)),
-        Key(name: "max_concurrent_solves", help: "solves the daemon runs at once", defaultValue: { "2" }, validate: int(1)),
-        Key(name: "max_queued_solves", help: "solves that may wait; past it a solve gets the busy error", defaultValue: { "16" }, validate: int(0)),
-        Key(name: "log_file", help: "where a background daemon logs", defaultValue: { DaemonPaths.logFile.path }, validate: { _ in nil }),
-    ]
-
-    public private(set) var values: [String: String] = [:]
-    public private(set) var sources: [String: ConfigSource] = [:]
-    public let fileConsulted: String
-
-    /// Resolves every key. `flags` maps key names (snake_case) to values given on the command line.
-    public static func resolve(flags: [String: String] = [:],
-                               environment: [String: String] = ProcessInfo.processInfo.environment,
-                               file: URL? = DaemonPaths.configFile) throws -> DaemonConfig {
-        var fileValues: [String: (String, Int)] = [:]
-        if let file, let text = try? String(contentsOf: file, encoding: .utf8) {
-            fileValues = try TOMLSubset.parse(text, path: file.path)
-            for name in fileValues.keys where !keys.contains(where: { $0.name == name }) {
-                throw ConfigError("\(file.path):\(fileValues[name]!.1): unknown key '\(name)'; known keys: \(keys.map(\.name).joined(separator: ", "))")
-            }
-        }
-        var config = DaemonConfig(fileConsulted: file?.path ?? "(none)")
-        for key in keys {
-            let (value, source): (String, ConfigSource)
-            if let v = flags[key.name] { (value, source) = (v, .flag(key.flag)) }
-            else if let v = environment[key.env] { (value, source) = (v, .environment(key.env)) }
-            else if let (v, line) = fileValues[key.name] { (value, source) = (v, .file(file!.path, line: line)) }
-            else { (value, source) = (key.defaultValue(), .defaultValue) }
-            if let problem = key.validate(value) {
-                throw ConfigError("\(key.name) = '\(value)' (from \(source)) \(problem)")
-            }
-            config.values[key.name] = value
-            config.sources[key.name] = source
-        }
-        return config
-    }
-
-    public subscript(_ name: String) -> String { values[name] ?? "" }
-    public func int(_ name: String) -> Int { Int(self[name]) ?? 0 }
-    public func double(_ name: String) -> Double { Double(self[name]) ?? 0 }
-
-    public var socketPath: String { self["socket"] }
-    public var endpoint: URL? { self["endpoint"].isEmpty ? nil : URL(string: self["endpoint"]) }
-
-    /// `qcode config`: one line per key, `key = value  # source`.
-    public var rendered: String {
-        var lines = ["# qcode configuration: flags > QCODE_* environment > \(fileConsulted) > defaults"]
-        for key in Self.keys {
-            lines.append("\(key.name) = \(TOMLSubset.quote(self[key.name]))  # \(sources[key.name]!)")
-        }
-        return lines.joined(separator: "\n")
-    }
+/// A value a setting can hold, as text (flags, environment) and as TOML.
+protocol ConfigValue: Sendable, Hashable {
+    static var expected: String { get }
+    init?(configText: String)
+    init?(toml: any TOMLValueConvertible)
+    var configText: String { get }
 }
 
-/// The part of TOML a flat settings file needs: `key = value` with strings,
-/// numbers and booleans, comments, and `[table]` headers (keys are flat, so
-/// headers only group).
-enum TOMLSubset {
-    static func parse(_ text: String, path: String) throws -> [String: (String, Int)] {
-        var out: [String: (String, Int)] = [:]
-        for (i, raw) in text.components(separatedBy: "\n").enumerated() {
-            let lineNo = i + 1
-            let line = stripComment(raw).trimmingCharacters(in: .whitespaces)
-            if line.isEmpty || (line.hasPrefix("[") && line.hasSuffix("]")) { continue }
-            guard let eq = line.firstIndex(of: "=") else {
-                throw ConfigError("\(path):\(lineNo): expected 'key = value', found '\(line)'")
+extension String: ConfigValue {
+    static var expected: String { "a string" }
+    init?(configText: String) { self = configText }
+    init?(toml: any TOMLValueConvertible) { guard let s = toml.string else { return nil }; self = s }
+    var configText: String { self }
+}
+extension Int: ConfigValue {
+    static var expected: String { "a whole number" }
+    init?(configText: String) { self.init(configText.trimmingCharacters(in: .whitespaces)) }
+    init?(toml: any TOMLValueConvertible) { guard toml.type == .int, let i = toml.int else { return nil }; self = i }
+    var configText: String { String(self) }
+}
+extension Double: ConfigValue {
+    static var expected: String { "a number" }
+    init?(configText: String) { self.init(configText.trimmingCharacters(in: .whitespaces)) }
+    init?(toml: any TOMLValueConvertible) {
+        switch toml.type {
+        case .double: guard let d = toml.double else { return nil }; self = d
+        case .int: guard let i = toml.int else { return nil }; self = Double(i)
+        default: return nil
+        }
+    }
+    var configText: String { String(self) }
+}
+extension ConfigValue where Self: RawRepresentable & CaseIterable, RawValue == String {
+    static var expected: String { "one of " + allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ") }
+    init?(configText: String) { self.init(rawValue: configText) }
+    init?(toml: any TOMLValueConvertible) { guard let s = toml.string else { return nil }; self.init(rawValue: s) }
+    var configText: String { rawValue }
+}
+extension APIFlavor: ConfigValue {}
+extension EmbeddedModel: ConfigValue {}
+
+/// The table of settings: each key's name (the TOML key; `QCODE_` + its
+/// capitals in the environment; `--` + dashes as a flag), its field, its help
+/// and its check. The switch makes a key without an entry a compile error.
+public enum ConfigKey: String, CaseIterable, Sendable {
+    case socket, endpoint, api, modelName = "model_name", llmTimeout = "llm_timeout", model, modelPath = "model_path"
+    case llamaServer = "llama_server", slots, threads, maxConcurrentSolves = "max_concurrent_solves"
+    case maxQueuedSolves = "max_queued_solves", logFile = "log_file"
+
+    public var environment: String { "QCODE_" + rawValue.uppercased() }
+    public var flag: String { "--" + rawValue.replacingOccurrences(of: "_", with: "-") }
+
+    struct Spec: Sendable {
+        let help: String
+        let expected: String
+        let read: @Sendable (inout Configuration, String) -> String?
+        let readTOML: @Sendable (inout Configuration, any TOMLValueConvertible) -> String?
+        let text: @Sendable (Configuration) -> String
+
+        /// `check` answers nil for a good value, else what is wrong with it.
+        init<V: ConfigValue>(_ path: WritableKeyPath<Configuration, V> & Sendable, _ help: String,
+                             check: @escaping @Sendable (V) -> String? = { _ in nil }) {
+            self.help = help
+            expected = V.expected
+            read = { config, text in
+                guard let v = V(configText: text) else { return "must be \(V.expected), not '\(text)'" }
+                if let problem = check(v) { return problem }
+                config[keyPath: path] = v
+                return nil
             }
-            let key = line[..<eq].trimmingCharacters(in: .whitespaces)
-            var value = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
-            if value.count >= 2, let q = value.first, q == "\"" || q == "'", value.last == q {
-                value = String(value.dropFirst().dropLast())
-                if q == "\"" {
-                    value = value.replacingOccurrences(of: "\\\\", with: "\u{0}").replacingOccurrences(of: "\\\"", with: "\"")
-                        .replacingOccurrences(of: "\\n", with: "\n").replacingOccurrences(of: "\u{0}", with: "\\")
+            readTOML = { config, toml in
+                guard let v = V(toml: toml) else { return "must be \(V.expected), not \(toml.debugDescription)" }
+                if let problem = check(v) { return problem }
+                config[keyPath: path] = v
+                return nil
+            }
+            text = { $0[keyPath: path].configText }
+        }
+    }
+
+    var spec: Spec {
+        switch self {
+        case .socket: return Spec(\.socket, "Unix socket the daemon listens on", check: { $0.isEmpty ? "must not be empty" : nil })
+        case .endpoint:
+            return Spec(\.endpoint, "LLM server base URL; empty: the embedded llama-server", check: { s in
+                s.isEmpty || URL(string: s)?.scheme != nil ? nil : "must be a URL such as http://127.0.0.1:8080" })
+        case .api: return Spec(\.api, "wire protocol of the endpoint: llama (native /completion) or openai (/v1/completions)")
+        case .modelName: return Spec(\.modelName, "model name sent to an OpenAI-compatible endpoint")
+        case .llmTimeout: return Spec(\.llmTimeout, "seconds to wait for one LLM call", check: Self.positive)
+        case .model: return Spec(\.model, "the embedded model scripts/bootstrap fetched: 0.5b or 1.5b")
+        case .modelPath: return Spec(\.modelPath, "a GGUF file for the embedded server, instead of `model`")
+        case .llamaServer: return Spec(\.llamaServer, "the llama-server binary the embedded server runs")
+        case .slots: return Spec(\.slots, "embedded server: parallel slots, the ceiling on -k", check: Self.atLeast(1))
+        case .threads: return Spec(\.threads, "embedded server: CPU threads", check: Self.atLeast(1))
+        case .maxConcurrentSolves: return Spec(\.maxConcurrentSolves, "solves the daemon runs at once", check: Self.atLeast(1))
+        case .maxQueuedSolves:
+            return Spec(\.maxQueuedSolves, "solves that may wait; past it a solve gets the busy error", check: Self.atLeast(0))
+        case .logFile: return Spec(\.logFile, "where a background daemon logs")
+        }
+    }
+
+    public var help: String { spec.help }
+
+    static func atLeast(_ min: Int) -> @Sendable (Int) -> String? { { $0 >= min ? nil : "must be at least \(min)" } }
+    static func positive(_ x: Double) -> String? { x > 0 && x.isFinite ? nil : "must be a positive number" }
+
+    /// `QCODE_*` variables that are not settings: read by the bootstrap and the
+    /// jail locator as well, so they stay plain environment variables.
+    public static let processVariables: Set<String> = ["QCODE_CACHE", "QCODE_JAIL", "QCODE_LLAMA"]
+}
+
+extension Configuration {
+    /// A configuration and where each value came from.
+    public struct Resolved: Sendable {
+        public var values: Configuration
+        public var sources: [ConfigKey: ConfigSource]
+        /// The file consulted (whether or not it exists).
+        public var file: String
+
+        /// `qcode config`: one line per key, `key = value  # source`.
+        public var rendered: String {
+            var lines = ["# qcode configuration: flags > QCODE_* environment > \(file) > defaults"]
+            for key in ConfigKey.allCases {
+                lines.append("\(key.rawValue) = \(Self.quote(key.spec.text(values)))  # \(sources[key] ?? .defaultValue)")
+            }
+            return lines.joined(separator: "\n")
+        }
+
+        static func quote(_ s: String) -> String {
+            if Double(s) != nil || s == "true" || s == "false" { return s }
+            return "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        }
+    }
+
+    /// Resolves every key: flags > `QCODE_*` environment > `config.toml` >
+    /// defaults. A misspelt key in the file or a misspelt `QCODE_` variable is
+    /// an error that names it and where it was, never silently ignored.
+    public static func resolve(flags: [ConfigKey: String] = [:],
+                               environment: [String: String] = ProcessInfo.processInfo.environment,
+                               file: URL? = DaemonPaths.configFile) throws(ConfigError) -> Resolved {
+        var config = Configuration()
+        var sources: [ConfigKey: ConfigSource] = [:]
+        let known = Dictionary(uniqueKeysWithValues: ConfigKey.allCases.map { ($0.rawValue, $0) })
+        let names = ConfigKey.allCases.map(\.rawValue).joined(separator: ", ")
+
+        if let file, let text = try? String(contentsOf: file, encoding: .utf8) {
+            let table: TOMLTable
+            do { table = try TOMLTable(string: text) } catch let e as TOMLParseError {
+                throw ConfigError("\(file.path): line \(e.source.begin.line), column \(e.source.begin.column): \(e.description)")
+            } catch {
+                throw ConfigError("\(file.path): \(error)")
+            }
+            // `[section]` headers only group: their keys are read as if at the top.
+            var entries: [(String, any TOMLValueConvertible)] = []
+            for key in table.keys {
+                guard let value = table[key] else { continue }
+                if let section = value.table {
+                    for inner in section.keys { if let v = section[inner] { entries.append((inner, v)) } }
+                } else {
+                    entries.append((key, value))
                 }
-            } else if value.isEmpty {
-                throw ConfigError("\(path):\(lineNo): '\(key)' has no value")
             }
-            out[key] = (value, lineNo)
+            for (name, value) in entries {
+                guard let key = known[name] else {
+                    throw ConfigError("\(file.path): unknown key '\(name)'; known keys: \(names)")
+                }
+                if let problem = key.spec.readTOML(&config, value) {
+                    throw ConfigError("\(file.path): \(name) \(problem)")
+                }
+                sources[key] = .file(file.path)
+            }
         }
-        return out
-    }
-
-    static func stripComment(_ line: String) -> String {
-        var inString: Character?
-        for (offset, c) in line.enumerated() {
-            if let q = inString { if c == q { inString = nil } }
-            else if c == "\"" || c == "'" { inString = c }
-            else if c == "#" { return String(line.prefix(offset)) }
+        let byVariable = Dictionary(uniqueKeysWithValues: ConfigKey.allCases.map { ($0.environment, $0) })
+        for (variable, value) in environment.sorted(by: { $0.key < $1.key }) where variable.hasPrefix("QCODE_") {
+            guard let key = byVariable[variable] else {
+                if ConfigKey.processVariables.contains(variable) { continue }
+                throw ConfigError("unknown environment variable \(variable); qcode reads "
+                    + ConfigKey.allCases.map(\.environment).joined(separator: ", ") + " (and "
+                    + ConfigKey.processVariables.sorted().joined(separator: ", ") + "): unset it or fix its name")
+            }
+            if let problem = key.spec.read(&config, value) { throw ConfigError("\(variable) \(problem)") }
+            sources[key] = .environment(variable)
         }
-        return line
-    }
-
-    static func quote(_ s: String) -> String {
-        if Double(s) != nil || s == "true" || s == "false" { return s }
-        return "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        for (key, value) in flags.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            if let problem = key.spec.read(&config, value) { throw ConfigError("\(key.flag) \(problem)") }
+            sources[key] = .flag(key.flag)
+        }
+        return Resolved(values: config, sources: sources, file: file?.path ?? "(no file)")
     }
 }

@@ -1,5 +1,5 @@
+import Basics
 import CodeDomain
-import QVM
 import Foundation
 import PythonSyntax
 import QStar
@@ -68,46 +68,58 @@ public struct TaskSpec: Codable, Sendable {
         entryPoint = task.entryPoint
     }
 
+    enum CodingKeys: String, CodingKey, CaseIterable { case id, text, tests, setup, entryPoint }
+
+    public init(from decoder: any Decoder) throws {
+        try StrictDecoding.rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decodeIfPresent(String.self, forKey: .id)
+        text = try c.decode(String.self, forKey: .text)
+        tests = try c.decode([String].self, forKey: .tests)
+        setup = try c.decodeIfPresent(String.self, forKey: .setup)
+        entryPoint = try c.decodeIfPresent(String.self, forKey: .entryPoint)
+    }
+
     var task: CodeTask {
         CodeTask(id: id ?? "task", text: text, tests: tests, setup: setup ?? "", entryPoint: entryPoint)
     }
 }
 
-/// Search settings; every field optional, defaults as `qcode solve`'s flags.
-public struct SolveSettings: Codable, Sendable, Hashable {
-    public var k: Int?
-    public var lambda: Double?
-    public var agg: String?
-    public var value: String?
-    public var budgetTokens: Int?
-    public var budgetExpansions: Int?
-    public var budgetSeconds: Double?
-    public var samples: Int?
-    public var temperature: Double?
-    public var seed: UInt64?
-    public var timeout: Double?
-    public init() {}
-}
-
+/// `qcode/solve`: a task (inline or a file on the daemon's machine) and the
+/// options — the same `SolveOptions` the CLI builds from its flags.
 public struct SolveParams: Codable, Sendable {
     public var task: TaskSpec?
     /// An absolute path to a task file on the daemon's machine, instead of `task`.
     public var taskFile: String?
-    public var method: String?
-    public var options: SolveSettings?
+    public var options: SolveOptions?
+    /// Send the explored tree back (for `--trace`).
+    public var trace: Bool?
     /// LSP's work-done token: `$/progress` notifications carry it. Default: the request id.
     public var workDoneToken: JSONValue?
 
-    public init(task: TaskSpec? = nil, taskFile: String? = nil, method: String? = nil, options: SolveSettings? = nil,
+    public init(task: TaskSpec? = nil, taskFile: String? = nil, options: SolveOptions? = nil, trace: Bool? = nil,
                 workDoneToken: JSONValue? = nil) {
         self.task = task
         self.taskFile = taskFile
-        self.method = method
         self.options = options
+        self.trace = trace
         self.workDoneToken = workDoneToken
     }
 
-    func resolved() throws -> (CodeTask, SolveOptions, CodeValueModel, timeout: Double) {
+    enum CodingKeys: String, CodingKey, CaseIterable { case task, taskFile, options, trace, workDoneToken }
+
+    public init(from decoder: any Decoder) throws {
+        try StrictDecoding.rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        task = try c.decodeIfPresent(TaskSpec.self, forKey: .task)
+        taskFile = try c.decodeIfPresent(String.self, forKey: .taskFile)
+        options = try c.decodeIfPresent(SolveOptions.self, forKey: .options)
+        trace = try c.decodeIfPresent(Bool.self, forKey: .trace)
+        workDoneToken = try c.decodeIfPresent(JSONValue.self, forKey: .workDoneToken)
+    }
+
+    /// The task and the validated options, or the -32602 error that says which field is wrong.
+    func resolved() throws -> (CodeTask, SolveOptions) {
         let task: CodeTask
         if let spec = self.task {
             guard !spec.tests.isEmpty else { throw ResponseError.invalidParams("task.tests is empty: give at least one assert") }
@@ -120,60 +132,12 @@ public struct SolveParams: Codable, Sendable {
         } else {
             throw ResponseError.invalidParams("give 'task' ({text, tests, ...}) or 'task_file' (an absolute path)")
         }
-        let s = self.options ?? SolveSettings()
-        var o = SolveOptions()
-        if let m = method {
-            guard let parsed = SolveMethod(rawValue: m) else {
-                throw ResponseError.invalidParams("method must be qstar, greedy or best-of-n, not '\(m)'")
-            }
-            o.method = parsed
+        let options = self.options ?? SolveOptions()
+        do { try options.validate() } catch {
+            throw ResponseError.invalidParams("options.\(error.field): \(error.message)")
         }
-        o.k = s.k ?? 4
-        guard o.k >= 1 else { throw ResponseError.invalidParams("options.k must be at least 1") }
-        o.lambda = s.lambda ?? 1
-        if let a = s.agg {
-            guard let agg = Aggregation(rawValue: a) else { throw ResponseError.invalidParams("options.agg must be min, max, sum or last, not '\(a)'") }
-            o.aggregation = agg
-        }
-        let tokens = s.budgetTokens ?? 1500
-        guard tokens > 0 else { throw ResponseError.invalidParams("options.budget_tokens must be positive") }
-        o.budget = Budget(maxExpansions: s.budgetExpansions, maxGeneratedTokens: tokens, maxSeconds: s.budgetSeconds)
-        o.seed = s.seed ?? 0
-        o.samples = s.samples ?? 8
-        o.temperature = s.temperature ?? 0.8
-        let value: CodeValueModel
-        do { value = try CodeValueModel.named(s.value ?? "logprob") } catch {
-            throw ResponseError.invalidParams("options.value: \(error)")
-        }
-        let timeout = s.timeout ?? 10
-        guard timeout > 0, timeout <= 3600 else { throw ResponseError.invalidParams("options.timeout must be between 0 and 3600 seconds") }
-        return (task, o, value, timeout)
+        return (task, options)
     }
-}
-
-public struct SolveResult: Codable, Sendable {
-    public var taskId: String
-    public var method: String
-    public var value: String
-    public var program: String?
-    public var passed: Int
-    public var total: Int
-    public var outcome: String
-    /// The test outcome of the final program (passed, failed, timeout …); nil without a program.
-    public var verdict: String?
-    public var asserts: [AssertResult]
-    public var statistics: SearchStatistics
-}
-
-/// `$/progress` value during a solve.
-public struct SolveProgress: Codable, Sendable {
-    public var kind = "report"
-    public var expansions: Int
-    public var bestF: Double
-    public var generatedTokens: Int
-    public var bestPassed: Int?
-    /// The verified program with the most passing asserts so far.
-    public var bestProgram: String?
 }
 
 public struct CheckParams: Codable, Sendable {
@@ -185,6 +149,16 @@ public struct CheckParams: Codable, Sendable {
         self.source = source
         self.entryPoint = entryPoint
         self.tests = tests
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case source, entryPoint, tests }
+
+    public init(from decoder: any Decoder) throws {
+        try StrictDecoding.rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        source = try c.decode(String.self, forKey: .source)
+        entryPoint = try c.decodeIfPresent(String.self, forKey: .entryPoint)
+        tests = try c.decodeIfPresent(String.self, forKey: .tests)
     }
 }
 
@@ -216,24 +190,22 @@ public struct CheckResult: Codable, Sendable {
         try c.encode(testArity, forKey: .testArity)
     }
 
+    /// The verdict of a whole or partial program. The entry point is resolved
+    /// as everywhere else: an explicit name wins, the tests give the arity.
     public static func check(_ p: CheckParams) throws -> CheckResult {
         let parser: PythonParser
         do { parser = try PythonParser() } catch { throw ResponseError.internalError("\(error)") }
-        var entry: EntryPoint?
-        var name = p.entryPoint
-        if let tests = p.tests {
-            guard p.entryPoint == nil else { throw ResponseError.invalidParams("give either entry_point or tests, not both") }
-            entry = tests.split(whereSeparator: \.isNewline).lazy.compactMap { CodeDomain.entryPoint(fromTest: String($0)) }.first
-            guard let entry else {
-                throw ResponseError.invalidParams("no function call found in the tests: expected lines like `assert f(1, 2) == 3`")
-            }
-            name = entry.name
+        let tests = p.tests.map(TestFile.statements) ?? []
+        let entry = EntryPoint.resolve(name: p.entryPoint, tests: tests)
+        if p.tests != nil, entry == nil {
+            throw ResponseError.invalidParams("no function call found in the tests: expected lines like `assert f(1, 2) == 3`")
         }
         let program = parser.parse(p.source)
         let report = program.report
-        let defined: Bool? = name.map { n in report.functions.contains { $0.name == n } }
-        return CheckResult(verdict: report.verdict, errors: report.issues, entryPoint: name, entryPointDefined: defined,
-                           entryPointArityMatches: entry.map { codeFacts(program, entryPoint: $0).entryPointArityMatches },
+        let facts = entry.map { codeFacts(program, entryPoint: $0) }
+        return CheckResult(verdict: report.verdict, errors: report.issues, entryPoint: entry?.name,
+                           entryPointDefined: facts?.definesEntryPoint,
+                           entryPointArityMatches: entry?.arity == nil ? nil : facts?.entryPointArityMatches,
                            indentDepth: report.indentDepth, lineCount: report.lineCount, testArity: entry?.arity)
     }
 }
@@ -249,15 +221,20 @@ public struct TestParams: Codable, Sendable {
         self.setup = setup
         self.timeout = timeout
     }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case program, tests, setup, timeout }
+
+    public init(from decoder: any Decoder) throws {
+        try StrictDecoding.rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        program = try c.decode(String.self, forKey: .program)
+        tests = try c.decode(String.self, forKey: .tests)
+        setup = try c.decodeIfPresent(String.self, forKey: .setup)
+        timeout = try c.decodeIfPresent(Double.self, forKey: .timeout)
+    }
 }
 
 public struct StatusResult: Codable, Sendable {
-    public struct Tokens: Codable, Sendable {
-        public var llmCalls: Int
-        public var promptTokens: Int
-        public var cachedPromptTokens: Int
-        public var generatedTokens: Int
-    }
     public struct Caches: Codable, Sendable {
         public var jailRuns: Int
         public var jailCacheHits: Int
@@ -273,7 +250,8 @@ public struct StatusResult: Codable, Sendable {
     public var connections: Int
     public var solvesRunning: Int
     public var solvesWaiting: Int
-    public var tokens: Tokens
+    /// What the LLM cost since the daemon started.
+    public var tokens: Cost
     public var llm: Components.Health
     public var caches: Caches
 }

@@ -1,10 +1,13 @@
+import Basics
 import CodeDomain
 import Foundation
 import Logging
 import Policy
 import QStar
+import QVM
 import RPC
 import Sandbox
+import Synchronization
 
 public struct DaemonSettings: Sendable {
     public var maxConcurrentSolves = 2
@@ -13,9 +16,12 @@ public struct DaemonSettings: Sendable {
     /// How long `stop()` lets cancelled requests answer before it closes connections.
     public var drainSeconds = 3.0
     public init() {}
-    public init(_ config: DaemonConfig) {
-        maxConcurrentSolves = config.int("max_concurrent_solves")
-        maxQueuedSolves = config.int("max_queued_solves")
+    /// Seconds between two `$/progress` reports of one solve: editors redraw
+    /// on each, and a fast scripted model would otherwise flood the socket.
+    public var progressInterval = 0.25
+    public init(_ config: Configuration) {
+        maxConcurrentSolves = config.maxConcurrentSolves
+        maxQueuedSolves = config.maxQueuedSolves
     }
 }
 
@@ -28,6 +34,8 @@ public struct DaemonSettings: Sendable {
 public final class DaemonServer: Sendable {
     public let components: Components
     public let settings: DaemonSettings
+    /// Loaded value models, shared by every solve (a QVM file is read once).
+    let values = ValueModels()
     let queue: SolveQueue
     let state = ServerState()
     let logger: Logger
@@ -115,12 +123,12 @@ public final class DaemonServer: Sendable {
         if let fd = state.listenerFD { _ = Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
         let sessions = await state.sessions
         for s in sessions { await s.cancelAll() }
-        let drained = await withTimeout(settings.drainSeconds) {
+        let drained = await finishes(within: settings.drainSeconds) {
             for s in sessions { await s.waitForRequests() }
         }
         if !drained { logger.warning("some requests did not finish within \(settings.drainSeconds) s of being cancelled") }
         for s in sessions {
-            s.connection.flush()
+            await s.connection.flush()
             s.connection.close()
         }
         await components.shutdown()
@@ -136,60 +144,42 @@ public final class DaemonServer: Sendable {
     // MARK: Requests
 
     func status() async -> StatusResult {
-        let usage = components.meter.total
         let jail = await components.jailStats
         let (running, waiting) = await queue.snapshot
         let counters = await state.counters
+        let usage = components.meter.total
         return StatusResult(
             version: qcodeVersion, pid: Int(getpid()), socket: state.socketPath,
             uptimeSeconds: (Date().timeIntervalSince(state.started) * 10).rounded() / 10,
             requestsServed: counters.requests, solvesCompleted: counters.solves, connections: counters.connections,
-            solvesRunning: running, solvesWaiting: waiting,
-            tokens: .init(llmCalls: usage.calls, promptTokens: usage.promptTokens,
-                          cachedPromptTokens: usage.cachedPromptTokens, generatedTokens: usage.generatedTokens),
-            llm: await components.health(),
+            solvesRunning: running, solvesWaiting: waiting, tokens: usage, llm: await components.health(),
             caches: .init(jailRuns: jail.runs, jailCacheHits: jail.cacheHits,
                           jailHitRate: jail.runs + jail.cacheHits == 0 ? 0 : Double(jail.cacheHits) / Double(jail.runs + jail.cacheHits),
                           llmPromptCacheShare: usage.cacheShare))
     }
 
     func solve(_ p: SolveParams, id: RequestID, session: Int, connection: Connection) async throws -> SolveResult {
-        let (task, options, value, timeout) = try p.resolved()
+        let (task, options) = try p.resolved()
+        do { _ = try values.resolve(options.value) } catch {
+            throw ResponseError.invalidParams("options.value: \(error)")
+        }
         let verifier: any ProgramVerifier
-        do { verifier = try components.verifier(timeout: timeout) } catch { throw ResponseError.internalError("\(error)") }
-        let token = p.workDoneToken ?? {
-            switch id {
-            case .int(let i): return .int(i)
-            case .string(let s): return .string(s)
-            }
-        }()
-        let tracker = BestProgram()
-        let tracked = TrackingVerifier(base: verifier, best: tracker)
-        let model = components.model
-        let result = try await queue.withSlot(owner: session) {
+        do { verifier = try components.verifier(timeout: options.timeout) } catch { throw ResponseError.internalError("\(error)") }
+        let solver = Solver(model: components.model, verifier: verifier, values: values, planners: components.planners)
+        let token = p.workDoneToken ?? id.json
+        let throttle = ProgressThrottle(interval: settings.progressInterval)
+        let result = try await queue.withSlot(owner: session) { slot in
             @Sendable func progress(_ value: JSONValue) {
                 connection.send(.notification(method: Method.progress, params: .object(["token": token, "value": value])))
             }
             progress(.object(["kind": "begin", "title": .string("solving \(task.id)"), "cancellable": true]))
-            let outcome = try await Solver(model: model, verifier: tracked).solve(task, options: options, value: value) { p in
-                let best = tracker.program
-                let report = SolveProgress(expansions: p.expansions, bestF: p.bestF.isFinite ? p.bestF : 0,
-                                           generatedTokens: p.generatedTokens, bestPassed: p.bestPassed, bestProgram: best)
-                if let v = try? JSONValue.encoding(report) { progress(v) }
+            let result = try await solver.solve(task, options: options, trace: p.trace ?? false, slot: slot) { report in
+                guard throttle.admit(), let value = try? JSONValue.encoding(report) else { return }
+                progress(value)
             }
             try Task.checkCancellation()
-            var asserts: [AssertResult] = []
-            var verdict: String?
-            if let program = outcome.program {
-                let report = try await verifier.run(JailJob(program: program, tests: task.tests.joined(separator: "\n"), setup: task.setup))
-                asserts = report.asserts
-                verdict = report.outcome.rawValue
-            }
-            progress(.object(["kind": "end"]))
-            return SolveResult(taskId: task.id, method: outcome.method.rawValue, value: outcome.valueModel, program: outcome.program,
-                               passed: outcome.verification?.passed ?? 0, total: outcome.verification?.total ?? task.tests.count,
-                               outcome: outcome.verification?.outcome ?? "no program", verdict: verdict, asserts: asserts,
-                               statistics: outcome.statistics)
+            progress(.object(["kind": "end", "message": .string(result.summaryLine)]))
+            return result
         }
         await state.solveCompleted()
         return result
@@ -208,69 +198,51 @@ public final class DaemonServer: Sendable {
     }
 }
 
-/// Races `body` against a deadline; true when `body` finished first.
-func withTimeout(_ seconds: Double, _ body: @escaping @Sendable () async -> Void) async -> Bool {
-    await withTaskGroup(of: Bool.self) { group in
-        group.addTask { await body(); return true }
-        group.addTask { try? await Task.sleep(for: .seconds(seconds)); return false }
-        let first = await group.next() ?? false
-        group.cancelAll()
-        return first
-    }
-}
-
-/// The best program the verifier has seen in this solve: `$/progress` shows
-/// it. (A hook in `SearchProgress` carrying the best node's program would say
-/// the same without wrapping the verifier.)
-final class BestProgram: @unchecked Sendable {
-    private let lock = NSLock()
-    private var best: (program: String, passed: Int)?
-    var program: String? { lock.withLock { best?.program } }
-    func offer(_ program: String, passed: Int) {
-        lock.withLock {
-            if best == nil || passed > best!.passed { best = (program, passed) }
+/// Admits at most one report per interval (the first always).
+final class ProgressThrottle: Sendable {
+    private let last = Mutex<ContinuousClock.Instant?>(nil)
+    let interval: Double
+    init(interval: Double) { self.interval = interval }
+    func admit() -> Bool {
+        last.withLock { last in
+            let now = ContinuousClock.now
+            if let l = last, (now - l).seconds < interval { return false }
+            last = now
+            return true
         }
-    }
-}
-
-struct TrackingVerifier: ProgramVerifier {
-    let base: any ProgramVerifier
-    let best: BestProgram
-    func run(_ job: JailJob) async throws -> TestReport {
-        let report = try await base.run(job)
-        best.offer(job.program, passed: report.passed)
-        return report
     }
 }
 
 // MARK: - Shared state
 
-final class ServerState: @unchecked Sendable {
+final class ServerState: Sendable {
     let started = Date()
-    private let lock = NSLock()
-    private var _listenerFD: Int32?
-    private var _socketPath: String?
-    private var stopping = false
+    private struct Listener: Sendable {
+        var fd: Int32?
+        var path: String?
+        var stopping = false
+    }
+    private let listener = Mutex(Listener())
     private let registry = Registry()
 
-    var listenerFD: Int32? { lock.withLock { _listenerFD } }
-    var socketPath: String? { lock.withLock { _socketPath } }
+    var listenerFD: Int32? { listener.withLock { $0.fd } }
+    var socketPath: String? { listener.withLock { $0.path } }
 
     func setListener(fd: Int32, path: String) {
-        lock.withLock {
-            _listenerFD = fd
-            _socketPath = path
+        listener.withLock {
+            $0.fd = fd
+            $0.path = path
         }
     }
 
     /// True for the caller that gets to run the stop.
     func beginStop() -> Bool {
-        lock.withLock {
-            defer { stopping = true }
-            return !stopping
+        listener.withLock { l in
+            defer { l.stopping = true }
+            return !l.stopping
         }
     }
-    var isStopping: Bool { lock.withLock { stopping } }
+    var isStopping: Bool { listener.withLock { $0.stopping } }
 
     func open(_ c: Connection, server: DaemonServer) async -> Session? {
         if isStopping { return nil }

@@ -1,5 +1,8 @@
+import Basics
+import CodeDomain
 import Foundation
 import Policy
+import QStar
 import RPC
 
 /// One client's LSP session on one connection: initialize, requests, shutdown, exit.
@@ -76,7 +79,8 @@ actor Session {
             phase = .initialized
             let result = InitializeResult(
                 serverInfo: .init(name: "qcode", version: qcodeVersion),
-                capabilities: .init(methods: Method.all, solveMethods: ["qstar", "greedy", "best-of-n"], valueModels: ["logprob", "zero"],
+                capabilities: .init(methods: Method.all, solveMethods: Planners.names,
+                                    valueModels: ValueChoice.Kind.allCases.map(\.rawValue),
                                     progress: true, cancellation: true, maxFrameBytes: server.settings.maxFrame))
             return reply(id, Result { try JSONValue.encoding(result) }.mapError { .internalError("\($0)") })
         }
@@ -137,28 +141,24 @@ actor Session {
         case let e as ResponseError: return e
         case is CancellationError: return .cancelled
         case PolicyError.cancelled: return .cancelled
+        case let e as OptionError: return .invalidParams("options.\(e.field): \(e.message)")
         default: return .internalError("\(error)")
         }
     }
 }
 
 func decodeParams<T: Decodable>(_ params: JSONValue?, _ type: T.Type, _ method: String) throws -> T {
+    func path(_ ctx: DecodingError.Context) -> String { ctx.codingPath.map { JSONCoding.snakeCase($0.stringValue) }.joined(separator: ".") }
     do {
         return try (params ?? .object([:])).decode(T.self)
-    } catch let DecodingError.keyNotFound(key, _) {
-        throw ResponseError.invalidParams("\(method): missing parameter '\(snake(key.stringValue))'")
+    } catch let DecodingError.keyNotFound(key, ctx) {
+        let at = (ctx.codingPath + [key]).map { JSONCoding.snakeCase($0.stringValue) }.joined(separator: ".")
+        throw ResponseError.invalidParams("\(method): missing parameter '\(at)'")
     } catch let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx) {
-        let path = ctx.codingPath.map { snake($0.stringValue) }.joined(separator: ".")
-        throw ResponseError.invalidParams("\(method): parameter '\(path)' has the wrong type (\(ctx.debugDescription))")
+        throw ResponseError.invalidParams("\(method): parameter '\(path(ctx))' has the wrong type (\(ctx.debugDescription))")
+    } catch let DecodingError.dataCorrupted(ctx) {
+        throw ResponseError.invalidParams("\(method): parameter '\(path(ctx))': \(ctx.debugDescription)")
     } catch {
         throw ResponseError.invalidParams("\(method): invalid params (\(error))")
     }
-}
-
-private func snake(_ s: String) -> String {
-    var out = ""
-    for c in s {
-        if c.isUppercase { out += "_" + c.lowercased() } else { out.append(c) }
-    }
-    return out
 }

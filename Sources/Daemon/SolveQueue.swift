@@ -10,6 +10,9 @@ public actor SolveQueue {
     public let capacity: Int
     public let maxWaiting: Int
     private var running = 0
+    /// Slot numbers of the running solves: each solve pins its LLM requests to
+    /// its own server slot, so concurrent searches do not evict each other's prefix cache.
+    private var freeSlots: [Int]
     private var waiters: [Int: [(id: UUID, cont: CheckedContinuation<Void, any Error>)]] = [:]
     private var rotation: [Int] = []
     private var waitingCount = 0
@@ -17,14 +20,20 @@ public actor SolveQueue {
     public init(capacity: Int, maxWaiting: Int) {
         self.capacity = max(1, capacity)
         self.maxWaiting = max(0, maxWaiting)
+        freeSlots = Array((0..<max(1, capacity)).reversed())
     }
 
     public var snapshot: (running: Int, waiting: Int) { (running, waitingCount) }
 
-    public func withSlot<T: Sendable>(owner: Int, _ body: @Sendable () async throws -> T) async throws -> T {
+    /// Runs `body` once admitted, with the number of the slot it holds.
+    public func withSlot<T: Sendable>(owner: Int, _ body: @Sendable (Int) async throws -> T) async throws -> T {
         try await acquire(owner: owner)
-        defer { release() }
-        return try await body()
+        let slot = freeSlots.popLast() ?? 0
+        defer {
+            freeSlots.append(slot)
+            release()
+        }
+        return try await body(slot)
     }
 
     func acquire(owner: Int) async throws {

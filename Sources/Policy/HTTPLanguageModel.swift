@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 
 /// Which wire protocol the endpoint speaks.
@@ -55,10 +56,10 @@ public struct HTTPLanguageModel: LanguageModel {
                 single.seed = request.seed.map { $0 &+ UInt64(i) }
                 group.addTask { try await completeOnce(single) }
             }
-            var merged = CompletionResponse(choices: [], usage: Usage())
+            var merged = CompletionResponse(choices: [], cost: Cost())
             for try await part in group {
                 merged.choices += part.choices
-                merged.usage += part.usage
+                merged.cost += part.cost
             }
             return merged
         }
@@ -75,7 +76,7 @@ public struct HTTPLanguageModel: LanguageModel {
                 let response = try await transport.post(url, json: body, timeout: options.timeout)
                 if response.status == 200 {
                     var decoded = try decode(response.body, n: request.n)
-                    decoded.usage.wallMs = (ContinuousClock.now - started).milliseconds
+                    decoded.cost.llmSeconds = (ContinuousClock.now - started).seconds
                     return decoded
                 }
                 let detail = Self.errorDetail(response.body)
@@ -165,8 +166,8 @@ public struct HTTPLanguageModel: LanguageModel {
         } else {
             throw PolicyError.malformedResponse("expected an object or an array of results")
         }
-        var usage = Usage()
-        usage.calls = 1
+        var cost = Cost()
+        cost.llmCalls = 1
         var choices: [CompletionChoice] = []
         for (i, r) in results.enumerated() {
             guard let content = r["content"] as? String else {
@@ -182,31 +183,31 @@ public struct HTTPLanguageModel: LanguageModel {
                 text: content, tokenLogprobs: logprobs,
                 finish: stopType == "eos" ? .endOfText : stopType == "limit" ? .length : .stop,
                 tokens: predicted, tokenTexts: texts))
-            usage.generatedTokens += predicted
+            cost.generatedTokens += predicted
             // The prompt is evaluated once for all `n` results: count it from the first.
             if i == 0 {
                 let timings = r["timings"] as? [String: Any]
                 let evaluated = (timings?["prompt_n"] as? NSNumber)?.intValue
                 let cached = (timings?["cache_n"] as? NSNumber)?.intValue ?? (r["tokens_cached"] as? NSNumber)?.intValue ?? 0
                 let total = (r["tokens_evaluated"] as? NSNumber)?.intValue ?? 0
-                usage.promptTokens = evaluated ?? max(0, total - cached)
-                usage.cachedPromptTokens = cached
+                cost.promptTokens = evaluated ?? max(0, total - cached)
+                cost.cachedPromptTokens = cached
             }
         }
-        return CompletionResponse(choices: choices, usage: usage)
+        return CompletionResponse(choices: choices, cost: cost)
     }
 
     private func decodeOpenAI(_ object: Any) throws -> CompletionResponse {
         guard let root = object as? [String: Any], let rawChoices = root["choices"] as? [[String: Any]] else {
             throw PolicyError.malformedResponse("no `choices` array")
         }
-        var usage = Usage()
-        usage.calls = 1
+        var cost = Cost()
+        cost.llmCalls = 1
         if let u = root["usage"] as? [String: Any] {
             let prompt = (u["prompt_tokens"] as? NSNumber)?.intValue ?? 0
             let cached = ((u["prompt_tokens_details"] as? [String: Any])?["cached_tokens"] as? NSNumber)?.intValue ?? 0
-            usage.promptTokens = max(0, prompt - cached)
-            usage.cachedPromptTokens = cached
+            cost.promptTokens = max(0, prompt - cached)
+            cost.cachedPromptTokens = cached
         }
         var choices: [CompletionChoice] = []
         for c in rawChoices.sorted(by: { (($0["index"] as? Int) ?? 0) < (($1["index"] as? Int) ?? 0) }) {
@@ -225,9 +226,9 @@ public struct HTTPLanguageModel: LanguageModel {
             // `usage.completion_tokens` counts one choice only: count each choice's own tokens.
             let tokens = logprobs.count
             choices.append(CompletionChoice(text: text, tokenLogprobs: logprobs, finish: finish, tokens: tokens, tokenTexts: texts))
-            usage.generatedTokens += tokens
+            cost.generatedTokens += tokens
         }
-        return CompletionResponse(choices: choices, usage: usage)
+        return CompletionResponse(choices: choices, cost: cost)
     }
 
     /// Two shapes exist: llama.cpp's `{content: [{logprob}]}` and the classic `{token_logprobs: []}`.
@@ -268,12 +269,5 @@ public struct HTTPLanguageModel: LanguageModel {
             return false
         }
         return response.status == 200
-    }
-}
-
-extension Duration {
-    var milliseconds: Double {
-        let c = components
-        return Double(c.seconds) * 1000 + Double(c.attoseconds) / 1e15
     }
 }

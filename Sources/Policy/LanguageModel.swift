@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 
 /// Sampling settings are always sent explicitly: llama-server's defaults
@@ -72,43 +73,13 @@ public struct CompletionChoice: Sendable, Hashable, Codable {
     public var logprobMean: Double { tokenLogprobs.isEmpty ? 0 : logprobSum / Double(tokenLogprobs.count) }
 }
 
-/// What one call cost, from the server's own accounting.
-public struct Usage: Sendable, Hashable, Codable {
-    public var calls = 0
-    /// Prompt tokens the server had to evaluate.
-    public var promptTokens = 0
-    /// Prompt tokens served from the server's prefix cache.
-    public var cachedPromptTokens = 0
-    /// Tokens generated, summed over all choices.
-    public var generatedTokens = 0
-    public var wallMs = 0.0
-
-    public init() {}
-
-    public static func + (a: Usage, b: Usage) -> Usage {
-        var u = a
-        u.calls += b.calls
-        u.promptTokens += b.promptTokens
-        u.cachedPromptTokens += b.cachedPromptTokens
-        u.generatedTokens += b.generatedTokens
-        u.wallMs += b.wallMs
-        return u
-    }
-    public static func += (a: inout Usage, b: Usage) { a = a + b }
-
-    /// Share of all prompt tokens that came from the cache.
-    public var cacheShare: Double {
-        let total = promptTokens + cachedPromptTokens
-        return total == 0 ? 0 : Double(cachedPromptTokens) / Double(total)
-    }
-}
-
 public struct CompletionResponse: Sendable {
     public var choices: [CompletionChoice]
-    public var usage: Usage
-    public init(choices: [CompletionChoice], usage: Usage) {
+    /// What the call cost, from the server's own accounting (`llmSeconds` is the client's wall time).
+    public var cost: Cost
+    public init(choices: [CompletionChoice], cost: Cost) {
         self.choices = choices
-        self.usage = usage
+        self.cost = cost
     }
 }
 
@@ -123,9 +94,14 @@ public enum PolicyError: Error, Sendable, CustomStringConvertible, Equatable {
     case http(status: Int, detail: String)
     case contextTooLong(String)
     case malformedResponse(String)
-    case modelMissing(String)
+    /// The model file and the command that fetches it.
+    case modelMissing(String, fix: String)
     case serverBinaryMissing(String)
     case serverFailedToStart(String)
+    /// The embedded server runs but stopped answering.
+    case embeddedServerUnreachable(String, log: String)
+    /// The embedded server died under a call, was restarted, and died again.
+    case embeddedServerCrashed(log: String)
     case cancelled
 
     public var description: String {
@@ -140,12 +116,17 @@ public enum PolicyError: Error, Sendable, CustomStringConvertible, Equatable {
             return "the prompt does not fit the model's context (\(detail)): shorten the task or start the server with a larger context (-c)"
         case .malformedResponse(let detail):
             return "the LLM server sent a response qcode cannot read (\(detail)): check that the endpoint is an OpenAI-compatible or llama.cpp server"
-        case .modelMissing(let path):
-            return "model file \(path) not found: run scripts/bootstrap (or set QCODE_MODEL_PATH)"
+        case .modelMissing(let path, let fix):
+            return "model file \(path) not found: run `\(fix)` to fetch it (or set model_path, QCODE_MODEL_PATH, to a GGUF file)"
         case .serverBinaryMissing(let path):
             return "llama-server not found at \(path): run scripts/bootstrap"
         case .serverFailedToStart(let detail):
             return "the embedded llama-server did not start: \(detail)"
+        case .embeddedServerUnreachable(let url, let log):
+            return "the embedded llama-server at \(url) is running but stopped answering; see its log \(log), or restart the daemon with `qcode stop`"
+        case .embeddedServerCrashed(let log):
+            return "the embedded llama-server crashed during this call, was restarted, and crashed again: see its log \(log) "
+                + "(out of memory? a broken binary?); `qcode doctor` checks the server and the model"
         case .cancelled:
             return "cancelled"
         }

@@ -67,22 +67,15 @@ struct LineLexer {
         "async", "match", "case",
     ]
 
-    private static func isIdentStart(_ c: UInt8) -> Bool {
-        (c >= 0x61 && c <= 0x7A) || (c >= 0x41 && c <= 0x5A) || c == 0x5F || c >= 0x80
-    }
-    private static func isIdentChar(_ c: UInt8) -> Bool {
-        isIdentStart(c) || (c >= 0x30 && c <= 0x39)
-    }
-    private static func isStringPrefix(_ word: ArraySlice<UInt8>) -> Bool {
-        guard word.count <= 2 else { return false }
-        let lower = String(decoding: word, as: UTF8.self).lowercased()
-        return ["r", "u", "b", "f", "br", "rb", "fr", "rf"].contains(lower)
-    }
+    /// Operators after which a star cannot start an expression (`x * *y`).
+    private static let binaryOperators: Set<Substring> = [
+        "+", "-", "/", "%", "@", "<", ">", "&", "|", "^", "~", "*", "**", "//", "<<", ">>",
+        "==", "!=", "<=", ">=", "->", "<<=", ">>=",
+    ]
 
     static func scan(_ b: [UInt8]) -> Result {
         var r = Result()
         let n = b.count
-        var i = 0
         var brackets: [(byte: UInt8, offset: Int)] = []
         var logicalStart = 0
         var atLineStart = true
@@ -95,8 +88,6 @@ struct LineLexer {
         var lastWord = ""
         // For `x * *y`: a star right after a binary operator.
         var prevBinaryOp = false
-        var prevEnd = -1
-        var prevByte: UInt8 = 0
         // Open `try` statements still waiting for a handler: indentation width and text.
         var tries: [(w8: Int, indent: ArraySlice<UInt8>)] = []
         var lastIndent: ArraySlice<UInt8> = []
@@ -120,89 +111,70 @@ struct LineLexer {
             lastWord = word
             r.contentEnd = end
             prevBinaryOp = binaryOp
-            prevEnd = end
-            prevByte = last
         }
         func issue(_ offset: Int, _ message: String) {
             r.issues.append(Issue(offset: offset, message: message))
         }
 
-        while i < n {
-            if atLineStart {
+        var tokens = PythonTokenizer(b)
+        while let t = tokens.next() {
+            // Blank and comment-only lines do not take part in indentation.
+            // Neither does a line still being typed at the end of the text
+            // with nothing but blanks on it (it has no token).
+            if atLineStart, t.kind != .newline, t.kind != .comment {
                 atLineStart = false
-                var j = i, w8 = 0, w1 = 0
-                while j < n, b[j] == 0x20 || b[j] == 0x09 || b[j] == 0x0C {
-                    if b[j] == 0x09 { w8 = (w8 / 8 + 1) * 8 } else if b[j] == 0x20 { w8 += 1 } else { w8 = 0 }
-                    w1 += b[j] == 0x0C ? 0 : 1
-                    j += 1
+                var w8 = 0, w1 = 0
+                for c in b[logicalStart..<t.start] {
+                    if c == 0x09 { w8 = (w8 / 8 + 1) * 8 } else if c == 0x20 { w8 += 1 } else { w8 = 0 }
+                    w1 += c == 0x0C ? 0 : 1
                 }
-                // Blank and comment-only lines do not take part in indentation.
-                // Neither does a line still being typed at the end of the text
-                // with nothing but blanks on it.
-                if j < n, b[j] != 0x0A, b[j] != 0x0D, b[j] != 0x23 {
-                    var k = j
-                    while k < n, isIdentChar(b[k]) { k += 1 }
-                    let word = String(decoding: b[j..<k], as: UTF8.self)
-                    // A word cut by the end of the text may still grow (`exc` → `except`).
-                    while k < n, let t = tries.last, t.w8 >= w8 {
-                        tries.removeLast()
-                        if t.w8 == w8, word == "except" || word == "finally" { break }
-                        issue(j, "expected 'except' or 'finally' block")
-                    }
-                    if word == "try" { tries.append((w8, b[i..<j])) }
-                    lastIndent = b[i..<j]
-                    let top = indents[indents.count - 1]
-                    if pendingHeader {
-                        if w8 <= top.w8 {
-                            issue(j, "expected an indented block")
-                        } else if w1 <= top.w1 {
-                            issue(j, "inconsistent use of tabs and spaces in indentation")
-                        }
-                        if w8 > top.w8 { indents.append((w8, w1)) }
-                    } else if w8 > top.w8 {
-                        if headerStarters.contains(previousFirstWord), previousFirstWord != "match", previousFirstWord != "case" {
-                            issue(previousEnd, "expected ':'")
-                        } else {
-                            issue(j, "unexpected indent")
-                        }
-                        indents.append((w8, w1))
-                    } else if w8 < top.w8 {
-                        while indents.count > 1, indents[indents.count - 1].w8 > w8 { indents.removeLast() }
-                        let now = indents[indents.count - 1]
-                        if now.w8 != w8 {
-                            issue(j, "unindent does not match any outer indentation level")
-                        } else if now.w1 != w1 {
-                            issue(j, "inconsistent use of tabs and spaces in indentation")
-                        }
-                    } else if top.w1 != w1 {
-                        issue(j, "inconsistent use of tabs and spaces in indentation")
-                    }
-                    pendingHeader = false
-                    pendingDecorator = false
+                let word = t.kind == .name ? String(decoding: b[t.start..<t.end], as: UTF8.self) : ""
+                // A word cut by the end of the text may still grow (`exc` → `except`).
+                while t.kind != .name || t.end < n, let last = tries.last, last.w8 >= w8 {
+                    tries.removeLast()
+                    if last.w8 == w8, word == "except" || word == "finally" { break }
+                    issue(t.start, "expected 'except' or 'finally' block")
                 }
-                i = j
-                continue
+                if word == "try" { tries.append((w8, b[logicalStart..<t.start])) }
+                lastIndent = b[logicalStart..<t.start]
+                let top = indents[indents.count - 1]
+                if pendingHeader {
+                    if w8 <= top.w8 {
+                        issue(t.start, "expected an indented block")
+                    } else if w1 <= top.w1 {
+                        issue(t.start, "inconsistent use of tabs and spaces in indentation")
+                    }
+                    if w8 > top.w8 { indents.append((w8, w1)) }
+                } else if w8 > top.w8 {
+                    if headerStarters.contains(previousFirstWord), previousFirstWord != "match", previousFirstWord != "case" {
+                        issue(previousEnd, "expected ':'")
+                    } else {
+                        issue(t.start, "unexpected indent")
+                    }
+                    indents.append((w8, w1))
+                } else if w8 < top.w8 {
+                    while indents.count > 1, indents[indents.count - 1].w8 > w8 { indents.removeLast() }
+                    let now = indents[indents.count - 1]
+                    if now.w8 != w8 {
+                        issue(t.start, "unindent does not match any outer indentation level")
+                    } else if now.w1 != w1 {
+                        issue(t.start, "inconsistent use of tabs and spaces in indentation")
+                    }
+                } else if top.w1 != w1 {
+                    issue(t.start, "inconsistent use of tabs and spaces in indentation")
+                }
+                pendingHeader = false
+                pendingDecorator = false
             }
-            let c = b[i]
-            switch c {
-            case 0x20, 0x09, 0x0C:
-                i += 1
-            case 0x23:  // '#': comment to the end of the physical line
-                while i < n, b[i] != 0x0A, b[i] != 0x0D { i += 1 }
-            case 0x5C:  // '\': line continuation
-                if i + 1 == n {
-                    continuationAtEnd = true
-                    i += 1
-                } else if b[i + 1] == 0x0A {
-                    i += 2
-                } else if b[i + 1] == 0x0D {
-                    i += (i + 2 < n && b[i + 2] == 0x0A) ? 3 : 2
-                } else {
-                    issue(i, "unexpected character after line continuation character")
-                    i += 1
-                }
-            case 0x0A, 0x0D:
-                i += (c == 0x0D && i + 1 < n && b[i + 1] == 0x0A) ? 2 : 1
+            let first = b[t.start], last = b[t.end - 1]
+            switch t.kind {
+            case .comment:
+                break
+            case .continuation:
+                if t.end == n && last == 0x5C { continuationAtEnd = true }
+            case .strayBackslash:
+                issue(t.start, "unexpected character after line continuation character")
+            case .newline:
                 if brackets.isEmpty {
                     if lineHasTokens {
                         pendingHeader = lastToken == 0x3A  // ':'
@@ -217,73 +189,51 @@ struct LineLexer {
                         previousEnd = r.contentEnd
                     }
                     lineHasTokens = false
-                    logicalStart = i
+                    logicalStart = t.end
                     atLineStart = true
                 }
-            case 0x28, 0x5B, 0x7B:  // ( [ {
-                brackets.append((c, i))
-                token(c, c, end: i + 1)
-                i += 1
-            case 0x29, 0x5D, 0x7D:  // ) ] }
-                let want: UInt8 = c == 0x29 ? 0x28 : (c == 0x5D ? 0x5B : 0x7B)
-                let closer = String(UnicodeScalar(c))
-                if let open = brackets.last {
-                    if open.byte != want {
-                        issue(i, "closing '\(closer)' does not match '\(String(UnicodeScalar(open.byte)))'")
-                    }
-                    brackets.removeLast()
-                } else {
-                    issue(i, "unmatched '\(closer)'")
+            case .string:
+                stringOpenAtEnd = t.unterminated
+                if t.unterminated { r.openStringStart = t.start }
+                if t.cutByNewline { issue(t.start, "unterminated string literal") }
+                token(first, 0x22, end: t.end)
+            case .name:
+                // A word cut by the end of the text may still grow (`pass` → `password`).
+                let word = t.end - t.start <= 8 && t.end < n ? String(decoding: b[t.start..<t.end], as: UTF8.self) : ""
+                if !brackets.isEmpty, statementKeywords.contains(word) {
+                    let open = brackets[brackets.count - 1]
+                    issue(t.start, "'\(word)' cannot appear inside '\(String(UnicodeScalar(open.byte)))'")
+                } else if statementStarters.contains(word), lineHasTokens, lastToken != 0x3B, lastToken != 0x3A,
+                          lastWord != "async" {
+                    issue(t.start, "unexpected '\(word)': it can only start a statement")
                 }
-                token(c, c, end: i + 1)
-                i += 1
-            case 0x22, 0x27:  // " '
-                let (end, open) = scanString(b, from: i, quoteAt: i, into: &r)
-                stringOpenAtEnd = open
-                if open { r.openStringStart = i }
-                token(c, c, end: end)
-                i = end
-            default:
-                if isIdentStart(c) {
-                    var j = i + 1
-                    while j < n, isIdentChar(b[j]) { j += 1 }
-                    if j < n, b[j] == 0x22 || b[j] == 0x27, isStringPrefix(b[i..<j]) {
-                        let (end, open) = scanString(b, from: i, quoteAt: j, into: &r)
-                        stringOpenAtEnd = open
-                        if open { r.openStringStart = i }
-                        token(c, b[j], end: end)
-                        i = end
+                token(first, last, end: t.end, word: word)
+            case .number:
+                token(first, last, end: t.end)
+            case .op:
+                switch first {
+                case 0x28, 0x5B, 0x7B:  // ( [ {
+                    brackets.append((first, t.start))
+                    token(first, first, end: t.end)
+                case 0x29, 0x5D, 0x7D:  // ) ] }
+                    let want: UInt8 = first == 0x29 ? 0x28 : (first == 0x5D ? 0x5B : 0x7B)
+                    let closer = String(UnicodeScalar(first))
+                    if let open = brackets.last {
+                        if open.byte != want {
+                            issue(t.start, "closing '\(closer)' does not match '\(String(UnicodeScalar(open.byte)))'")
+                        }
+                        brackets.removeLast()
                     } else {
-                        // A word cut by the end of the text may still grow (`pass` → `password`).
-                        let word = j - i <= 8 && j < n ? String(decoding: b[i..<j], as: UTF8.self) : ""
-                        if !brackets.isEmpty, statementKeywords.contains(word) {
-                            let open = brackets[brackets.count - 1]
-                            issue(i, "'\(word)' cannot appear inside '\(String(UnicodeScalar(open.byte)))'")
-                        } else if statementStarters.contains(word), lineHasTokens, lastToken != 0x3B, lastToken != 0x3A,
-                                  lastWord != "async" {
-                            issue(i, "unexpected '\(word)': it can only start a statement")
-                        }
-                        token(c, b[j - 1], end: j, word: word)
-                        i = j
+                        issue(t.start, "unmatched '\(closer)'")
                     }
-                } else {
-                    let adjacent = prevEnd == i
-                    var binary = false
-                    switch c {
-                    case 0x2A:  // '*': a star expression right after a binary operator is never valid
-                        if !(adjacent && prevByte == 0x2A), prevBinaryOp, lineHasTokens {
-                            issue(i, "unexpected '*' after an operator")
-                        }
-                        binary = true
-                    case 0x2B, 0x2D, 0x2F, 0x25, 0x40, 0x3C, 0x3E, 0x26, 0x7C, 0x5E, 0x7E:  // + - / % @ < > & | ^ ~
-                        binary = true
-                    case 0x3D:  // '=': only ==, <=, >=, != compare
-                        binary = adjacent && (prevByte == 0x3D || prevByte == 0x21 || prevByte == 0x3C || prevByte == 0x3E)
-                    default:
-                        break
+                    token(first, first, end: t.end)
+                default:
+                    let text = Substring(decoding: b[t.start..<t.end], as: UTF8.self)
+                    // A star expression right after a binary operator is never valid.
+                    if text == "*" || text == "**", prevBinaryOp, lineHasTokens {
+                        issue(t.start, "unexpected '*' after an operator")
                     }
-                    token(c, c, end: i + 1, binaryOp: binary)
-                    i += 1
+                    token(first, last, end: t.end, binaryOp: Self.binaryOperators.contains(text))
                 }
             }
         }
@@ -310,33 +260,5 @@ struct LineLexer {
             for t in completeTries.reversed() { r.probe += t.indent + Array("finally: pass\n".utf8) }
         }
         return r
-    }
-
-    /// Scans a string literal whose opening quote is at `q`; returns the end
-    /// offset and whether the text ended inside it. A one-line string cut by a
-    /// newline is an issue (CPython rejects it whatever follows); one cut by
-    /// the end of the text is merely unfinished.
-    private static func scanString(_ b: [UInt8], from start: Int, quoteAt q: Int, into r: inout Result) -> (Int, Bool) {
-        let n = b.count
-        let quote = b[q]
-        let triple = q + 2 < n && b[q + 1] == quote && b[q + 2] == quote
-        var i = q + (triple ? 3 : 1)
-        while i < n {
-            let c = b[i]
-            if c == 0x5C {  // backslash escapes the next byte (also in raw strings, for termination)
-                i += 2
-                continue
-            }
-            if !triple, c == 0x0A || c == 0x0D {
-                r.issues.append(Issue(offset: start, message: "unterminated string literal"))
-                return (i, false)
-            }
-            if c == quote {
-                if !triple { return (i + 1, false) }
-                if i + 2 < n, b[i + 1] == quote, b[i + 2] == quote { return (i + 3, false) }
-            }
-            i += 1
-        }
-        return (n, true)
     }
 }

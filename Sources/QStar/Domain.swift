@@ -1,3 +1,5 @@
+import Basics
+
 /// What a planning domain offers the search. The planner never sees code,
 /// HTTP or sockets: a state is opaque, an action is opaque, and every
 /// expensive step (the policy, the verifier) is an async call the domain makes.
@@ -48,32 +50,6 @@ public struct Proposal<Action: Sendable>: Sendable {
         self.tokens = tokens
         self.count = count
     }
-}
-
-/// The cost ledger every method shares, so comparisons are at equal budget.
-public struct Cost: Sendable, Hashable, Codable {
-    public var llmCalls = 0
-    public var promptTokens = 0
-    public var cachedPromptTokens = 0
-    public var generatedTokens = 0
-    public var llmSeconds = 0.0
-    public var verifierRuns = 0
-    public var verifierSeconds = 0.0
-
-    public init() {}
-
-    public static func + (a: Cost, b: Cost) -> Cost {
-        var c = a
-        c.llmCalls += b.llmCalls
-        c.promptTokens += b.promptTokens
-        c.cachedPromptTokens += b.cachedPromptTokens
-        c.generatedTokens += b.generatedTokens
-        c.llmSeconds += b.llmSeconds
-        c.verifierRuns += b.verifierRuns
-        c.verifierSeconds += b.verifierSeconds
-        return c
-    }
-    public static func += (a: inout Cost, b: Cost) { a = a + b }
 }
 
 public struct Expansion<Action: Sendable>: Sendable {

@@ -57,8 +57,7 @@ public struct FeatureContext: Sendable {
     let taskWords: Set<String>
 
     public init(task: CodeTask) {
-        let ep = task.tests.lazy.compactMap { CodeDomain.entryPoint(fromTest: $0) }.first
-        entryPoint = ep ?? task.entryPoint.map { EntryPoint(name: $0, arity: -1) }
+        entryPoint = task.entry
         var ids = Set<Substring>(), lits = Set<Substring>()
         for test in task.tests {
             for t in lex(test) {
@@ -81,7 +80,8 @@ public struct FeatureContext: Sendable {
 /// Hashed features of (task, code so far, candidate line). Hashing is FNV-1a
 /// (not Swift's seeded `Hasher`) so a model file means the same thing in every process.
 public struct FeatureExtractor: Sendable {
-    public static let version = 1
+    /// 2: tokens from PythonSyntax's tokenizer (multi-character operators whole, prefixed strings).
+    public static let version = 2
     public let hashBits: Int
     /// Indices below this are dense numeric features; hashed features land above.
     public static let denseSlots = 32
@@ -217,7 +217,7 @@ public struct FeatureExtractor: Sendable {
             case .string:
                 if ctx.testLiterals.contains(t.text) { testLits += 1 }
                 norm = "<STR>"
-            case .op:
+            default:
                 norm = t.text
             }
             h("u", norm)
@@ -225,7 +225,7 @@ public struct FeatureExtractor: Sendable {
             previous = norm
         }
         h2("b", previous, "$")
-        h("first", tokens.first.map { $0.kind == .name ? $0.text : Substring($0.kind.rawValue) } ?? "")
+        h("first", tokens.first.map { $0.kind == .name ? $0.text : $0.kind.featureName } ?? "")
         h("first.depth", "\(tokens.first?.text ?? "")|\(min(depth, 3))")
         if mentionsEP { h("mentionsEP", trimmed.hasPrefix("def ") ? "def" : "use") }
         if testIds > 0 { h("testIds", min(testIds, 3)) }
@@ -237,8 +237,11 @@ public struct FeatureExtractor: Sendable {
             let name = tokens[1].text
             if let ep = ctx.entryPoint?.name, name == ep {
                 let arity = defArity(tokens)
-                let wanted = ctx.entryPoint?.arity ?? -1
-                h("defLine", wanted < 0 ? "ep" : arity.map { $0 == wanted ? "ep.match" : "ep.mismatch" } ?? "ep.varargs")
+                if let wanted = ctx.entryPoint?.arity {
+                    h("defLine", arity.map { $0 == wanted ? "ep.match" : "ep.mismatch" } ?? "ep.varargs")
+                } else {
+                    h("defLine", "ep")
+                }
             } else {
                 h("defLine", facts.definesEntryPoint ? "other.after" : "other.before")
             }
@@ -251,62 +254,23 @@ public struct FeatureExtractor: Sendable {
     }
 }
 
-// MARK: - A small Python lexer, enough for features
+// MARK: - Tokens, from the one Python tokenizer
 
-enum TokenKind: String, Sendable { case name, number, string, op }
-struct LexToken { var kind: TokenKind; var text: Substring }
+typealias LexToken = (kind: PythonToken.Kind, text: Substring)
 
-/// Splits a line into names, numbers, strings and operators. Unterminated
-/// strings run to the end of the line; nothing here can fail.
-func lex(_ s: String) -> [LexToken] {
-    var out: [LexToken] = []
-    let u = s.utf8
-    var i = u.startIndex
-    func isStart(_ c: UInt8) -> Bool { (c | 0x20) >= 0x61 && (c | 0x20) <= 0x7A || c == 0x5F || c >= 0x80 }
-    func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
-    while i < u.endIndex {
-        let c = u[i]
-        if c == 0x20 || c == 0x09 || c == 0x0D { i = u.index(after: i); continue }
-        if c == 0x23 { break }
-        var j = u.index(after: i)
-        let kind: TokenKind
-        if c == 0x22 || c == 0x27 {
-            while j < u.endIndex, u[j] != c {
-                if u[j] == 0x5C { j = u.index(after: j); if j == u.endIndex { break } }
-                j = u.index(after: j)
-            }
-            if j < u.endIndex { j = u.index(after: j) }
-            kind = .string
-        } else if isStart(c) {
-            while j < u.endIndex, isStart(u[j]) || isDigit(u[j]) { j = u.index(after: j) }
-            // String prefixes: f'...', r"..."
-            if j < u.endIndex, u[j] == 0x22 || u[j] == 0x27, u.distance(from: i, to: j) <= 2 {
-                let q = u[j]
-                j = u.index(after: j)
-                while j < u.endIndex, u[j] != q { j = u.index(after: j) }
-                if j < u.endIndex { j = u.index(after: j) }
-                kind = .string
-            } else {
-                kind = .name
-            }
-        } else if isDigit(c) {
-            while j < u.endIndex, isDigit(u[j]) || u[j] == 0x2E || (u[j] | 0x20) == 0x65 || u[j] == 0x5F { j = u.index(after: j) }
-            kind = .number
-        } else {
-            // Two-character operators stay whole: ==, !=, <=, >=, //, **, +=, -=, ->.
-            if j < u.endIndex {
-                let d = u[j]
-                if d == 0x3D && "=!<>+-*/%&|^:".utf8.contains(c) || (c == d && (c == 0x2F || c == 0x2A || c == 0x3C || c == 0x3E))
-                    || (c == 0x2D && d == 0x3E) {
-                    j = u.index(after: j)
-                }
-            }
-            kind = .op
+/// Names, numbers, strings and operators of a line (comments dropped).
+func lex(_ s: String) -> [LexToken] { PythonTokenizer.codeTokens(s) }
+
+extension PythonToken.Kind {
+    /// A stable name for hashing (the model file depends on it).
+    var featureName: Substring {
+        switch self {
+        case .name: return "name"
+        case .number: return "number"
+        case .string: return "string"
+        default: return "op"
         }
-        out.append(LexToken(kind: kind, text: Substring(s[i..<j])))
-        i = j
     }
-    return out
 }
 
 /// Spaces and tabs off both ends; Foundation's `trimmingCharacters` costs

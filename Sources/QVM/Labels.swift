@@ -1,3 +1,4 @@
+import CodeDomain
 import Foundation
 
 /// One task's rollouts merged into a prefix tree: rollouts that agree on

@@ -1,3 +1,4 @@
+import Basics
 import CodeDomain
 import Foundation
 import QStar
@@ -117,15 +118,7 @@ extension QValueModel {
                              metadata: metadata)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let url = URL(fileURLWithPath: path)
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        let temp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-        try encoder.encode(file).write(to: temp)
-        guard rename(temp.path, url.path) == 0 else {
-            let why = String(cString: strerror(errno))
-            try? FileManager.default.removeItem(at: temp)
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: "cannot move the model into \(path): \(why)"])
-        }
+        try AtomicFile.write(try encoder.encode(file), to: URL(fileURLWithPath: path))
     }
 
     public static func load(from path: String) throws -> QValueModel {

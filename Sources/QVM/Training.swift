@@ -1,3 +1,4 @@
+import Basics
 import CodeDomain
 import Foundation
 import PythonSyntax
@@ -74,19 +75,6 @@ public struct QDataset: Sendable {
     }
 }
 
-/// SplitMix64: a seeded generator, so training is reproducible.
-public struct SeededGenerator: RandomNumberGenerator, Sendable {
-    var state: UInt64
-    public init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 public struct TrainingOptions: Sendable {
     public var epochs = 8
     public var learningRate: Float = 0.01
@@ -123,13 +111,13 @@ public struct QTrainer {
     var m: [Float], v: [Float]
     var mb: Float = 0, vb: Float = 0
     var step = 0
-    var rng: SeededGenerator
+    var rng: SplitMix64
 
     public init(dimension: Int, options: TrainingOptions) {
         self.options = options
         m = [Float](repeating: 0, count: dimension)
         v = [Float](repeating: 0, count: dimension)
-        rng = SeededGenerator(seed: options.seed)
+        rng = SplitMix64(seed: options.seed)
     }
 
     public static func loss(_ model: QValueModel, x: [SparseFeatures], y: [Double]) -> Double {

@@ -1,21 +1,25 @@
 import CodeDomain
+import Foundation
+import Synchronization
 
-/// A `--value` / `options.value` that names no value model qcode knows.
-public struct UnknownValueModel: Error, CustomStringConvertible {
-    public let name: String
-    public var description: String { "the value model must be zero, logprob, qvm or qvm:MODEL_FILE, not '\(name)'" }
-}
+/// Resolves every `ValueChoice`, the learned ones included: what the CLI, the
+/// daemon and the benchmark hand to `Solver`. Loaded models are kept, so a
+/// daemon reads a QVM file once, not once per solve.
+public final class ValueModels: ValueModelResolver {
+    private let loaded = Mutex<[String: CodeValueModel]>([:])
 
-extension CodeValueModel {
-    /// The value model a user names: `zero`, `logprob`, `qvm` (the shipped
-    /// model) or `qvm:PATH`. One parser for the command line and the daemon.
-    public static func named(_ name: String) throws -> CodeValueModel {
-        switch name {
-        case "zero": return .zero
-        case "logprob": return .logprob
-        case "qvm": return try QValueModel.shipped().codeValueModel
-        case let v where v.hasPrefix("qvm:"): return try QValueModel.load(from: String(v.dropFirst(4))).codeValueModel
-        default: throw UnknownValueModel(name: name)
+    public init() {}
+
+    public func resolve(_ choice: ValueChoice) throws -> CodeValueModel {
+        switch choice.kind {
+        case .zero: return .zero
+        case .logprob: return .logprob
+        case .qvm:
+            let key = choice.path ?? ""
+            if let hit = loaded.withLock({ $0[key] }) { return hit }
+            let model = try (choice.path.map(QValueModel.load(from:)) ?? QValueModel.shipped()).codeValueModel
+            loaded.withLock { $0[key] = model }
+            return model
         }
     }
 }

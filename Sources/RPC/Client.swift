@@ -1,15 +1,17 @@
 import Foundation
+import Synchronization
 
 /// A JSON-RPC client over one `Connection`: the CLI's and the tests' way in.
 /// Responses are matched to requests by id; notifications go to a handler.
-public final class RPCClient: @unchecked Sendable {
+public final class RPCClient: Sendable {
     public let connection: Connection
-    private let lock = NSLock()
-    private var nextID = 1
-    private var pending: [RequestID: CheckedContinuation<JSONValue, any Error>] = [:]
-    private var ended: (any Error)?
-    private var notificationHandler: (@Sendable (String, JSONValue?) -> Void)?
-    private var readerTask: Task<Void, Never>?
+    private struct State {
+        var nextID = 1
+        var pending: [RequestID: CheckedContinuation<JSONValue, any Error>] = [:]
+        var ended: (any Error)?
+        var notificationHandler: (@Sendable (String, JSONValue?) -> Void)?
+    }
+    private let state = Mutex(State())
 
     public enum ClientError: Error, Sendable, CustomStringConvertible {
         case connectionClosed(String)
@@ -23,7 +25,7 @@ public final class RPCClient: @unchecked Sendable {
     public init(connection: Connection) {
         self.connection = connection
         let stream = connection.bodies()
-        readerTask = Task.detached { [weak self] in
+        Task.detached { [weak self] in
             var why = "end of stream"
             do {
                 for try await body in stream { self?.receive(body) }
@@ -39,14 +41,14 @@ public final class RPCClient: @unchecked Sendable {
     }
 
     public func onNotification(_ handler: @escaping @Sendable (String, JSONValue?) -> Void) {
-        lock.withLock { notificationHandler = handler }
+        state.withLock { $0.notificationHandler = handler }
     }
 
     /// Allocates the id the next request will use (for `$/cancelRequest`).
     public func makeID() -> RequestID {
-        lock.withLock {
-            defer { nextID += 1 }
-            return .int(nextID)
+        state.withLock { s in
+            defer { s.nextID += 1 }
+            return .int(s.nextID)
         }
     }
 
@@ -57,9 +59,9 @@ public final class RPCClient: @unchecked Sendable {
         let id = id ?? makeID()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (cont: CheckedContinuation<JSONValue, any Error>) in
-                let failure: (any Error)? = lock.withLock {
-                    if let ended { return ended }
-                    pending[id] = cont
+                let failure: (any Error)? = state.withLock {
+                    if let ended = $0.ended { return ended }
+                    $0.pending[id] = cont
                     return nil
                 }
                 if let failure { cont.resume(throwing: failure); return }
@@ -86,13 +88,13 @@ public final class RPCClient: @unchecked Sendable {
         guard case .success(let message) = Message.decode(body) else { return }
         switch message {
         case .response(let id?, let result):
-            let cont = lock.withLock { pending.removeValue(forKey: id) }
+            let cont = state.withLock { $0.pending.removeValue(forKey: id) }
             switch result {
             case .success(let v): cont?.resume(returning: v)
             case .failure(let e): cont?.resume(throwing: e)
             }
         case .notification(let method, let params):
-            let handler = lock.withLock { notificationHandler }
+            let handler = state.withLock { $0.notificationHandler }
             handler?(method, params)
         default:
             break
@@ -100,10 +102,10 @@ public final class RPCClient: @unchecked Sendable {
     }
 
     private func finish(_ error: any Error) {
-        let waiting = lock.withLock {
-            ended = error
-            defer { pending = [:] }
-            return pending
+        let waiting = state.withLock { s in
+            s.ended = error
+            defer { s.pending = [:] }
+            return s.pending
         }
         for cont in waiting.values { cont.resume(throwing: error) }
     }

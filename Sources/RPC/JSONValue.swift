@@ -1,3 +1,4 @@
+import Basics
 import Foundation
 
 /// Any JSON value. Params and results cross the wire as this so the transport
@@ -53,20 +54,6 @@ public enum JSONValue: Sendable, Hashable, Codable {
 
     public func decode<T: Decodable>(_ type: T.Type) throws -> T {
         try JSONCoding.decoder.decode(T.self, from: JSONCoding.encoder.encode(self))
-    }
-}
-
-public enum JSONCoding {
-    public static var encoder: JSONEncoder {
-        let e = JSONEncoder()
-        e.keyEncodingStrategy = .convertToSnakeCase
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return e
-    }
-    public static var decoder: JSONDecoder {
-        let d = JSONDecoder()
-        d.keyDecodingStrategy = .convertFromSnakeCase
-        return d
     }
 }
 

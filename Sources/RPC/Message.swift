@@ -23,7 +23,7 @@ public enum RequestID: Sendable, Hashable, Codable, CustomStringConvertible {
         case .string(let s): return "\"\(s)\""
         }
     }
-    var json: JSONValue {
+    public var json: JSONValue {
         switch self {
         case .int(let i): return .int(i)
         case .string(let s): return .string(s)

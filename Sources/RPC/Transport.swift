@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,13 +11,15 @@ import Glibc
 /// Swift's small cooperative pool. Writes go through a serial queue, in order,
 /// with a send timeout so a peer that stops reading is dropped rather than
 /// stalling the daemon.
-public final class Connection: @unchecked Sendable {
+public final class Connection: Sendable {
     public let fd: Int32
     public let maxFrame: Int
-    private let lock = NSLock()
-    private var closed = false
-    private var fdReleased = false
-    private var readerStarted = false
+    private struct State {
+        var closed = false
+        var fdReleased = false
+        var readerStarted = false
+    }
+    private let state = Mutex(State())
     private let writeQueue: DispatchQueue
 
     public init(fd: Int32, maxFrame: Int = FrameParser.defaultMaxFrame, sendTimeout: Double = 10) {
@@ -28,16 +31,16 @@ public final class Connection: @unchecked Sendable {
     }
 
     deinit {
-        if !fdReleased { _ = Glibc.close(fd) }
+        if !state.withLock({ $0.fdReleased }) { _ = Glibc.close(fd) }
     }
 
-    public var isClosed: Bool { lock.withLock { closed } }
+    public var isClosed: Bool { state.withLock { $0.closed } }
 
     /// Message bodies as they complete. Ends at end of stream; throws the
     /// `FrameError` that made the stream unreadable. Call once.
     public func bodies() -> AsyncThrowingStream<Data, any Error> {
         let (stream, continuation) = AsyncThrowingStream<Data, any Error>.makeStream()
-        lock.withLock { readerStarted = true }
+        state.withLock { $0.readerStarted = true }
         let thread = Thread { [self] in
             var parser = FrameParser(maxFrame: maxFrame)
             var chunk = [UInt8](repeating: 0, count: 64 * 1024)
@@ -59,13 +62,11 @@ public final class Connection: @unchecked Sendable {
                 sendRaw(FrameParser.frame(answer.encoded()))
             }
             continuation.finish(throwing: failure)
-            lock.withLock {
-                closed = true
-                // Let queued writes (e.g. the error answering a bad frame) go out first.
-                writeQueue.async { [self] in
-                    lock.withLock {
-                        if !fdReleased { fdReleased = true; _ = Glibc.close(fd) }
-                    }
+            state.withLock { $0.closed = true }
+            // Let queued writes (e.g. the error answering a bad frame) go out first.
+            writeQueue.async { [self] in
+                state.withLock {
+                    if !$0.fdReleased { $0.fdReleased = true; _ = Glibc.close(fd) }
                 }
             }
         }
@@ -82,27 +83,28 @@ public final class Connection: @unchecked Sendable {
     /// Queues raw bytes (tests use it to send malformed frames).
     public func sendRaw(_ bytes: Data) {
         writeQueue.async { [self] in
-            let ok: Bool = lock.withLock { !fdReleased }
-            guard ok else { return }
+            guard !state.withLock({ $0.fdReleased }) else { return }
             if writeAll(bytes) { close() }
         }
     }
 
-    /// Waits until every queued write has been attempted.
-    public func flush() {
-        writeQueue.sync {}
+    /// Returns once every write queued before the call has been attempted.
+    public func flush() async {
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            writeQueue.async { done.resume() }
+        }
     }
 
     /// Ends the connection once the writes already queued have gone out (an
     /// error answer must reach the peer before the hang-up): the reader sees
     /// end of stream and the peer sees EOF.
     public func close() {
-        lock.withLock { closed = true }
+        state.withLock { $0.closed = true }
         writeQueue.async { [self] in
-            lock.withLock {
-                guard !fdReleased else { return }
+            state.withLock {
+                guard !$0.fdReleased else { return }
                 _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
-                if !readerStarted { fdReleased = true; _ = Glibc.close(fd) }
+                if !$0.readerStarted { $0.fdReleased = true; _ = Glibc.close(fd) }
             }
         }
     }
@@ -212,6 +214,7 @@ public enum UnixSocket {
                 return fd
             }
             if errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE {
+                // Out of descriptors: back off (this is the accept loop's own thread, not the cooperative pool).
                 if errno == EMFILE || errno == ENFILE { usleep(50_000) }
                 continue
             }

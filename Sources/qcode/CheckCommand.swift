@@ -1,4 +1,5 @@
 import ArgumentParser
+import Basics
 import CodeDomain
 import Daemon
 import Foundation
@@ -21,7 +22,7 @@ struct Check: AsyncParsableCommand {
     @Flag(help: "Print {\"verdict\", \"errors\", \"entry_point_defined\", ...} as JSON.")
     var json = false
 
-    @Option(name: .customLong("entry-point"), help: "Report whether the program defines this function.")
+    @Option(name: .customLong("entry-point"), help: "Report whether the program defines this function (it wins over --tests, which then only give the arity).")
     var entryPointName: String?
 
     @Option(help: "A test file (assert lines); its first call names the entry point and its arity.")
@@ -31,12 +32,6 @@ struct Check: AsyncParsableCommand {
     var bench = false
 
     @OptionGroup var daemon: DaemonOptions
-
-    func validate() throws {
-        if entryPointName != nil && tests != nil {
-            throw ValidationError("give either --entry-point or --tests, not both")
-        }
-    }
 
     func run() async throws {
         if bench {
@@ -62,10 +57,7 @@ struct Check: AsyncParsableCommand {
         }
         if json {
             // The daemon's `qcode/check` result, byte for byte.
-            let encoder = JSONEncoder()
-            encoder.keyEncodingStrategy = .convertToSnakeCase
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(r), as: UTF8.self))
+            print(try JSONCoding.string(r))
         } else {
             print(r.verdict.rawValue)
             for issue in r.errors {
@@ -136,7 +128,7 @@ enum SyntaxBench {
         var longFull: [Double] = [], longIncremental: [Double] = []  // prefixes of 10 lines or more
         let clock = ContinuousClock()
         func micros(_ d: Duration) -> Double {
-            Double(d.components.seconds) * 1e6 + Double(d.components.attoseconds) / 1e12
+            d.seconds * 1e6
         }
         for _ in 0..<rounds {
             for lines in programs {

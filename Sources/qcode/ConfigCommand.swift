@@ -8,30 +8,17 @@ struct Config: AsyncParsableCommand {
         abstract: "Print the effective configuration and where each value came from.",
         discussion: """
             Precedence: flags > QCODE_* environment variables > $XDG_CONFIG_HOME/qcode/config.toml > defaults. \
-            The file holds `key = value` lines with the keys printed here; the variable for a key is \
-            QCODE_ and the key in capitals (QCODE_SLOTS), the flag is the key with dashes (--slots).
+            A key is written `key = value` in the file (TOML), QCODE_ and the key in capitals in the environment \
+            (QCODE_SLOTS), and the key with dashes as a flag (--slots). An unknown key or variable is an error.
+
+            Keys:
+            \(ConfigKey.allCases.map { "  \($0.rawValue): \($0.help)" }.joined(separator: "\n"))
             """)
 
-    @Option(help: "The daemon's socket.")
-    var socket: String?
-
+    @OptionGroup var daemonFlags: DaemonFlags
     @OptionGroup var llm: LLMOptions
 
-    @Option(help: "Solves run at once.")
-    var maxConcurrentSolves: Int?
-
-    @Option(help: "Solves that may wait.")
-    var maxQueuedSolves: Int?
-
     func run() async throws {
-        var flags = llm.configFlags
-        if let socket { flags["socket"] = socket }
-        if let maxConcurrentSolves { flags["max_concurrent_solves"] = String(maxConcurrentSolves) }
-        if let maxQueuedSolves { flags["max_queued_solves"] = String(maxQueuedSolves) }
-        do {
-            print(try DaemonConfig.resolve(flags: flags).rendered)
-        } catch {
-            throw ValidationError("\(error)")
-        }
+        print(try resolveConfiguration(llm.configFlags.merging(daemonFlags.configFlags) { $1 }).rendered)
     }
 }

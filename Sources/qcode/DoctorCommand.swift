@@ -1,4 +1,6 @@
 import ArgumentParser
+import Basics
+import Daemon
 import Foundation
 import Policy
 import PythonSyntax
@@ -10,6 +12,8 @@ struct Doctor: AsyncParsableCommand {
 
     @Flag(help: "Skip starting the embedded llama-server.")
     var noServer = false
+
+    @OptionGroup var llm: LLMOptions
 
     func run() async throws {
         var failures = 0
@@ -44,34 +48,51 @@ struct Doctor: AsyncParsableCommand {
             line(false, "jail", "\(error)", fix: "run scripts/bootstrap, then `swift build` (qcode-jail sits next to qcode)")
         }
 
-        // llama-server and the model.
-        let settings = ServerSettings()
-        let binaryOK = FileManager.default.isExecutableFile(atPath: settings.binary.path)
-        line(binaryOK, "llama-server", binaryOK ? "\(settings.binary.path) (\(Self.serverVersion(settings.binary)))" : "missing: \(settings.binary.path)",
-             fix: "run scripts/bootstrap")
-        let modelSize = (try? FileManager.default.attributesOfItem(atPath: settings.model.path)[.size] as? Int) ?? nil
-        line(modelSize != nil, "model", modelSize.map { "\(settings.model.lastPathComponent) (\($0 / 1_000_000) MB)" } ?? "missing: \(settings.model.path)",
-             fix: "run scripts/bootstrap (QCODE_MODEL=1.5b for the larger model)")
-        if let endpoint = ProcessInfo.processInfo.environment["QCODE_ENDPOINT"], let url = URL(string: endpoint) {
+        // Configuration, then llama-server and the model it names.
+        let config: Configuration
+        do {
+            let resolved = try Configuration.resolve(flags: llm.configFlags)
+            config = resolved.values
+            line(true, "config", "\(resolved.file) (`qcode config` shows every value and its source)")
+        } catch {
+            line(false, "config", "\(error)", fix: "fix the file or the variable named above (`qcode config --help` lists the keys)")
+            print("1 part(s) need attention")
+            throw ExitCode(1)
+        }
+        if let url = config.endpointURL {
             let healthy = await HTTPLanguageModel(baseURL: url).health(timeout: 3)
-            line(healthy, "endpoint", "\(endpoint) /health \(healthy ? "200" : "not answering")",
-                 fix: "start the server at QCODE_ENDPOINT or unset it to use the embedded one")
-        } else if binaryOK && modelSize != nil && !noServer {
-            let server = EmbeddedServer(settings: ServerSettings(slots: 1, contextTokens: 2048, parentTie: Jail.locateLauncher()))
-            let started = ContinuousClock.now
-            do {
-                let url = try await server.ensureRunning()
-                let seconds = (ContinuousClock.now - started).components.seconds
-                line(true, "server", "started on \(url.absoluteString), /health 200 after ~\(seconds) s")
-            } catch {
-                line(false, "server", "\(error)", fix: "see the log; rerun scripts/bootstrap if the binary is broken")
+            line(healthy, "endpoint", "\(config.llmDescription): /health \(healthy ? "200" : "not answering")",
+                 fix: "start the server at \(url.absoluteString), or unset endpoint to use the embedded one")
+        } else {
+            let binary = URL(fileURLWithPath: config.llamaServer)
+            let binaryOK = FileManager.default.isExecutableFile(atPath: binary.path)
+            let version = binaryOK ? await Self.serverVersion(binary) : ""
+            line(binaryOK, "llama-server", binaryOK ? "\(binary.path) (\(version))" : "missing: \(binary.path)",
+                 fix: "run scripts/bootstrap")
+            let model = config.modelFile
+            let modelSize = (try? FileManager.default.attributesOfItem(atPath: model.path)[.size] as? Int) ?? nil
+            line(modelSize != nil, "model", modelSize.map { "\(config.llmDescription): \(model.lastPathComponent) (\($0 / 1_000_000) MB)" }
+                    ?? "missing: \(model.path) (\(config.llmDescription))",
+                 fix: config.modelPath.isEmpty ? "run `\(config.model.bootstrapCommand)`" : "point model_path at an existing GGUF file")
+            if binaryOK && modelSize != nil && !noServer {
+                let server = EmbeddedServer(settings: ServerSettings(binary: binary, model: model, threads: config.threads,
+                                                                     slots: 1, contextTokens: 2048, parentTie: Jail.locateLauncher()))
+                let started = ContinuousClock.now
+                do {
+                    let url = try await server.ensureRunning()
+                    let seconds = (ContinuousClock.now - started).components.seconds
+                    line(true, "server", "started on \(url.absoluteString), /health 200 after ~\(seconds) s")
+                } catch {
+                    line(false, "server", "\(error)", fix: "see the log; rerun scripts/bootstrap if the binary is broken")
+                }
+                await server.stop()
             }
-            await server.stop()
         }
 
         // Locations the daemon writes to.
-        for (part, dir) in [("socket dir", Paths.socketDirectory), ("config dir", Paths.configDirectory), ("cache dir", QCodeCache.root)] {
-            let ok = Paths.ensureWritable(dir)
+        let socketDirectory = URL(fileURLWithPath: config.socket).deletingLastPathComponent()
+        for (part, dir) in [("socket dir", socketDirectory), ("config dir", DaemonPaths.configDirectory), ("cache dir", QCodeCache.root)] {
+            let ok = Self.ensureWritable(dir)
             line(ok, part, "\(dir.path)\(ok ? " writable" : " not writable")", fix: "make \(dir.path) writable by \(NSUserName())")
         }
         if failures > 0 {
@@ -80,32 +101,11 @@ struct Doctor: AsyncParsableCommand {
         }
     }
 
-    static func serverVersion(_ binary: URL) -> String {
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = ["--version"]
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        guard (try? p.run()) != nil else { return "version unknown" }
-        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
+    static func serverVersion(_ binary: URL) async -> String {
+        guard let out = try? await runToCompletion(binary, ["--version"]).output else { return "version unknown" }
         return out.split(separator: "\n").first { $0.hasPrefix("version") }.map(String.init) ?? "version unknown"
     }
-}
 
-/// Where qcode keeps its runtime files (XDG conventions).
-enum Paths {
-    static var socketDirectory: URL {
-        let env = ProcessInfo.processInfo.environment
-        if let runtime = env["XDG_RUNTIME_DIR"], !runtime.isEmpty { return URL(fileURLWithPath: runtime).appendingPathComponent("qcode") }
-        return URL(fileURLWithPath: "/tmp/qcode-\(getuid())")
-    }
-    static var configDirectory: URL {
-        let env = ProcessInfo.processInfo.environment
-        if let config = env["XDG_CONFIG_HOME"], !config.isEmpty { return URL(fileURLWithPath: config).appendingPathComponent("qcode") }
-        return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".config/qcode")
-    }
     /// Creates the directory (0700) if needed and checks it accepts a file.
     static func ensureWritable(_ dir: URL) -> Bool {
         do {

@@ -9,7 +9,7 @@ import Sandbox
 /// Unset options fall back to `QCODE_*` variables, then config.toml, then
 /// defaults (see `qcode config`).
 struct LLMOptions: ParsableArguments {
-    @Option(help: "Base URL of an OpenAI-compatible or llama.cpp server (default: $QCODE_ENDPOINT, else the embedded llama-server).")
+    @Option(help: "Base URL of an OpenAI-compatible or llama.cpp server (default: the embedded llama-server).")
     var endpoint: String?
 
     @Option(help: "Wire protocol of --endpoint: llama (native /completion) or openai (/v1/completions).")
@@ -21,94 +21,121 @@ struct LLMOptions: ParsableArguments {
     @Flag(help: "The endpoint ignores `n`: send one request per candidate.")
     var noN = false
 
-    @Option(help: "Seconds to wait for one LLM call (default 600: a whole program on a busy 2-core machine can take minutes).")
+    @Option(help: "Seconds to wait for one LLM call (a whole program on a busy 2-core machine can take minutes).")
     var llmTimeout: Double?
 
-    @Option(help: "Embedded server: parallel slots, the ceiling on -k (default 8).")
+    @Option(help: "The embedded model: \(EmbeddedModel.allCases.map(\.rawValue).joined(separator: " or ")) (fetched by scripts/bootstrap).")
+    var model: EmbeddedModel?
+
+    @Option(help: "A GGUF file for the embedded server, instead of --model.")
+    var modelPath: String?
+
+    @Option(help: "The llama-server binary the embedded server runs.")
+    var llamaServer: String?
+
+    @Option(help: "Embedded server: parallel slots, the ceiling on -k.")
     var slots: Int?
 
-    @Option(help: "Embedded server: CPU threads (default: cores, at most 4).")
+    @Option(help: "Embedded server: CPU threads.")
     var threads: Int?
 
     /// The options given, as configuration keys.
-    var configFlags: [String: String] {
-        var f: [String: String] = [:]
-        if let endpoint { f["endpoint"] = endpoint }
-        if let api { f["api"] = api.rawValue }
-        if let modelName { f["model_name"] = modelName }
-        if let llmTimeout { f["llm_timeout"] = String(llmTimeout) }
-        if let slots { f["slots"] = String(slots) }
-        if let threads { f["threads"] = String(threads) }
+    var configFlags: [ConfigKey: String] {
+        var f: [ConfigKey: String] = [:]
+        if let endpoint { f[.endpoint] = endpoint }
+        if let api { f[.api] = api.rawValue }
+        if let modelName { f[.modelName] = modelName }
+        if let llmTimeout { f[.llmTimeout] = String(llmTimeout) }
+        if let model { f[.model] = model.rawValue }
+        if let modelPath { f[.modelPath] = modelPath }
+        if let llamaServer { f[.llamaServer] = llamaServer }
+        if let slots { f[.slots] = String(slots) }
+        if let threads { f[.threads] = String(threads) }
         return f
     }
 
     /// The same options for a `qcode serve` started in the background.
     var serveArguments: [String] {
-        configFlags.sorted { $0.key < $1.key }.flatMap { ["--" + $0.key.replacingOccurrences(of: "_", with: "-"), $0.value] }
-            + (noN ? ["--no-n"] : [])
+        configFlags.sorted { $0.key.rawValue < $1.key.rawValue }.flatMap { [$0.key.flag, $0.value] } + (noN ? ["--no-n"] : [])
+    }
+}
+
+/// The daemon's own settings, for the commands that start or find it.
+struct DaemonFlags: ParsableArguments {
+    @Option(help: "The daemon's socket (default: $XDG_RUNTIME_DIR/qcode/qcode.sock, else /tmp/qcode-$UID/qcode.sock).")
+    var socket: String?
+
+    @Option(help: "Solves the daemon runs at once.")
+    var maxConcurrentSolves: Int?
+
+    @Option(help: "Solves that may wait; past it a solve is refused as busy.")
+    var maxQueuedSolves: Int?
+
+    var configFlags: [ConfigKey: String] {
+        var f: [ConfigKey: String] = [:]
+        if let socket { f[.socket] = socket }
+        if let maxConcurrentSolves { f[.maxConcurrentSolves] = String(maxConcurrentSolves) }
+        if let maxQueuedSolves { f[.maxQueuedSolves] = String(maxQueuedSolves) }
+        return f
     }
 }
 
 extension APIFlavor: ExpressibleByArgument {}
+extension EmbeddedModel: ExpressibleByArgument {}
+
+/// The resolved configuration, with a configuration error as a usage error.
+func resolveConfiguration(_ flags: [ConfigKey: String]) throws -> Configuration.Resolved {
+    do { return try Configuration.resolve(flags: flags) } catch { throw ValidationError(error.description) }
+}
 
 /// The warm parts of an in-process qcode command (`--no-daemon`, `bench`,
-/// `sample`), built by the same `Components` the daemon keeps.
+/// `sample`, `rollouts`), built by the same `Components` the daemon keeps.
 struct Engine {
-    let model: any LanguageModel
-    let server: EmbeddedServer?
-    let jail: JailRunner
+    let components: Components
+    let configuration: Configuration
 
-    static func make(_ llm: LLMOptions, timeout: Double = 10) throws -> Engine {
-        let config: DaemonConfig
-        do { config = try DaemonConfig.resolve(flags: llm.configFlags) } catch { throw ValidationError("\(error)") }
-        let components = Components.make(config, supportsN: !llm.noN)
-        if let server = components.server { Engine.installSignalHandlers(server) }
-        return Engine(model: components.model, server: components.server, jail: try components.jailRunner(timeout: timeout))
+    var model: any LanguageModel { components.model }
+
+    static func make(_ llm: LLMOptions) throws -> Engine {
+        let config = try resolveConfiguration(llm.configFlags).values
+        return Engine(components: Components.make(config, supportsN: !llm.noN), configuration: config)
     }
 
-    func shutdown() async {
-        await server?.stop()
-    }
+    func jail(timeout: Double) throws -> JailRunner { try components.jailRunner(timeout: timeout) }
 
-    /// Runs `body`, then clears the progress line and stops the embedded server whether
-    /// it returned or threw: no command may leave a llama-server behind.
+    /// Runs `body`, then clears the progress line and stops the embedded server
+    /// whether it returned, threw or was interrupted: no command may leave a
+    /// llama-server behind (Ctrl-C included).
     func run<T>(clearing bar: ProgressBar? = nil, _ body: () async throws -> T) async throws -> T {
+        let server = components.server
+        var sources: [any DispatchSourceSignal] = []
+        if let server {
+            for sig in [SIGINT, SIGTERM, SIGHUP] {
+                signal(sig, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+                source.setEventHandler {
+                    Task {
+                        bar?.clear()
+                        await server.stop()
+                        exit(128 + sig)
+                    }
+                }
+                source.resume()
+                sources.append(source)
+            }
+        }
+        defer { sources.forEach { $0.cancel() } }
         let value: T
         do {
             value = try await body()
         } catch {
             bar?.clear()
-            await shutdown()
+            await components.shutdown()
             throw error
         }
         bar?.clear()
-        await shutdown()
+        await components.shutdown()
         return value
-    }
-
-    /// Ctrl-C must not leave a 1 GB llama-server behind.
-    private static func installSignalHandlers(_ server: EmbeddedServer) {
-        for sig in [SIGINT, SIGTERM, SIGHUP] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler {
-                Task {
-                    await server.stop()
-                    exit(128 + sig)
-                }
-            }
-            source.resume()
-            signalSources.append(source)
-        }
-    }
-    nonisolated(unsafe) private static var signalSources: [any DispatchSourceSignal] = []
-}
-
-extension JailLimits {
-    func with(wallSeconds: Double) -> JailLimits {
-        var l = self
-        l.wallSeconds = wallSeconds
-        return l
     }
 }
 

@@ -1,9 +1,7 @@
 import ArgumentParser
+import Basics
 import CodeDomain
 import Foundation
-import Policy
-import QStar
-import QVM
 
 /// Training data for the QVM: programs the policy itself writes, scored on all tests.
 struct Rollouts: AsyncParsableCommand {
@@ -52,8 +50,8 @@ struct Rollouts: AsyncParsableCommand {
             print("all \(tasks.count) tasks already in \(out)")
             return
         }
-        let engine = try Engine.make(llm, timeout: timeout)
-        let sampler = RolloutSampler(model: engine.model, verifier: engine.jail, temperature: temperature,
+        let engine = try Engine.make(llm)
+        let sampler = RolloutSampler(model: engine.model, verifier: try engine.jail(timeout: timeout), temperature: temperature,
                                      maxProgramTokens: maxProgramTokens, visible: visible)
         let bar = ProgressBar()
         var programs = 0, solved = 0, failures = 0
@@ -62,7 +60,7 @@ struct Rollouts: AsyncParsableCommand {
             for (i, task) in todo.enumerated() {
                 let rate = programs == 0 ? 0 : Double(solved) / Double(programs)
                 bar.update("[\(i + 1 + done.count)/\(tasks.count)] task \(task.id)  programs \(programs)  pass \(String(format: "%.0f%%", rate * 100))  \(Int(Date().timeIntervalSince(started))) s")
-                let taskSeed = seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(selection.offset + i) &* 0xBF58_476D_1CE4_E5B9
+                let taskSeed = SplitMix64.mix(seed, UInt64(selection.offset + i))
                 do {
                     let records = try await sampler.sample(task, n: perTask, seed: taskSeed)
                     try RolloutFile.append(records, to: out)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Basics
 import CodeDomain
 import Foundation
 import Policy
@@ -48,7 +49,7 @@ struct Sample: AsyncParsableCommand {
                     prompt: PromptBuilder().prompt(for: task, lines: code), n: k, maxTokens: 80, stop: ["\n"], sampling: Sampling(temperature: temperature),
                     seed: seed &+ UInt64(i), slot: 0))
                 last = response
-                calls.append(Self.usageJSON(response.usage))
+                calls.append(Self.costJSON(response.cost))
                 // Follow the first real line; stop where the model closes the program.
                 guard let next = response.choices.first(where: { !$0.text.trimmingCharacters(in: .whitespaces).isEmpty }),
                       next.finish == .stop, !PromptBuilder().isEndMarker(next.text) else { break }
@@ -82,8 +83,8 @@ struct Sample: AsyncParsableCommand {
         }
     }
 
-    static func usageJSON(_ u: Usage) -> [String: Any] {
-        ["prompt_tokens": u.promptTokens, "cached_prompt_tokens": u.cachedPromptTokens,
-         "generated_tokens": u.generatedTokens, "wall_ms": Int(u.wallMs.rounded())]
+    static func costJSON(_ c: Cost) -> [String: Any] {
+        ["prompt_tokens": c.promptTokens, "cached_prompt_tokens": c.cachedPromptTokens,
+         "generated_tokens": c.generatedTokens, "wall_ms": Int((c.llmSeconds * 1000).rounded())]
     }
 }

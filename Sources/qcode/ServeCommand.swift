@@ -11,26 +11,26 @@ struct DaemonOptions: ParsableArguments {
     @Option(help: "The daemon's socket (default: $QCODE_SOCKET, config.toml, else $XDG_RUNTIME_DIR/qcode/qcode.sock).")
     var socket: String?
 
-    func config(_ llm: LLMOptions? = nil) throws -> DaemonConfig {
+    func configuration(_ llm: LLMOptions? = nil) throws -> Configuration {
         var flags = llm?.configFlags ?? [:]
-        if let socket { flags["socket"] = socket }
-        do { return try DaemonConfig.resolve(flags: flags) } catch { throw ValidationError("\(error)") }
+        if let socket { flags[.socket] = socket }
+        return try resolveConfiguration(flags).values
     }
 
     /// A connected, initialized client, starting the daemon if needed.
     /// `check` and `test` start it `--lazy`: they need no LLM, so the
     /// llama-server waits for the first solve.
     func client(_ llm: LLMOptions? = nil, name: String) async throws -> RPCClient {
-        let config = try config(llm)
+        let config = try configuration(llm)
         let serveArguments = llm.map { $0.serveArguments } ?? ["--lazy"]
-        if let llm, !llm.configFlags.isEmpty || llm.noN, DaemonLauncher.isRunning(socket: config.socketPath) {
-            FileHandle.standardError.write(Data(("qcode: a daemon is already running on \(config.socketPath) with its own LLM settings; "
+        if let llm, !llm.configFlags.isEmpty || llm.noN, DaemonLauncher.isRunning(socket: config.socket) {
+            FileHandle.standardError.write(Data(("qcode: a daemon is already running on \(config.socket) with its own LLM settings; "
                 + "your LLM flags apply to a new one (`qcode stop` first) or with --no-daemon\n").utf8))
         }
         do {
             guard let client = try await DaemonLauncher.connect(
-                socket: config.socketPath, serveArguments: serveArguments, logFile: config["log_file"], clientName: name) else {
-                throw UserError("no qcode daemon on \(config.socketPath)")
+                socket: config.socket, serveArguments: serveArguments, logFile: config.logFile, clientName: name) else {
+                throw UserError("no qcode daemon on \(config.socket)")
             }
             return client
         } catch let e as ResponseError {
@@ -61,38 +61,6 @@ func daemonRequest(_ client: RPCClient, _ method: String, _ params: JSONValue) a
     }
 }
 
-extension SolveReport {
-    /// The report of a solve the daemon ran: the same lines and JSON as in-process.
-    init(_ r: SolveResult) {
-        taskId = r.taskId
-        method = r.method
-        value = r.value
-        program = r.program
-        passed = r.passed
-        total = r.total
-        outcome = r.outcome
-        statistics = r.statistics
-    }
-}
-
-extension SearchOptions {
-    var wireSettings: SolveSettings {
-        var s = SolveSettings()
-        s.k = k
-        s.lambda = lambda
-        s.agg = agg.rawValue
-        s.value = value
-        s.budgetTokens = budgetTokens
-        s.budgetExpansions = budgetExpansions
-        s.budgetSeconds = budgetSeconds
-        s.samples = samples
-        s.temperature = temperature
-        s.seed = seed
-        s.timeout = timeout
-        return s
-    }
-}
-
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the qcode daemon: JSON-RPC over a Unix socket for the CLI and editors (docs/protocol.md).",
@@ -101,41 +69,24 @@ struct Serve: AsyncParsableCommand {
             in the background when none is running. SIGTERM or `qcode stop` stops it cleanly.
             """)
 
-    @Option(help: "The socket to listen on (default: $XDG_RUNTIME_DIR/qcode/qcode.sock, else /tmp/qcode-$UID/qcode.sock).")
-    var socket: String?
-
+    @OptionGroup var daemonFlags: DaemonFlags
     @OptionGroup var llm: LLMOptions
 
     @Flag(help: "Start the embedded llama-server at the first solve rather than at once.")
     var lazy = false
 
-    @Option(help: "Solves run at once (default 2).")
-    var maxConcurrentSolves: Int?
-
-    @Option(help: "Solves that may wait; past it a solve is refused as busy (default 16).")
-    var maxQueuedSolves: Int?
-
-    var flags: [String: String] {
-        var f = llm.configFlags
-        if let socket { f["socket"] = socket }
-        if let maxConcurrentSolves { f["max_concurrent_solves"] = String(maxConcurrentSolves) }
-        if let maxQueuedSolves { f["max_queued_solves"] = String(maxQueuedSolves) }
-        return f
-    }
-
     func run() async throws {
         DaemonLog.bootstrap()
-        let config: DaemonConfig
-        do { config = try DaemonConfig.resolve(flags: flags) } catch { throw ValidationError("\(error)") }
+        let config = try resolveConfiguration(llm.configFlags.merging(daemonFlags.configFlags) { $1 }).values
         let components = Components.make(config, supportsN: !llm.noN)
         let server = DaemonServer(components: components, settings: DaemonSettings(config))
         do {
-            try server.listen(socketPath: config.socketPath)
+            try server.listen(socketPath: config.socket)
         } catch let e as SocketError {
             FileHandle.standardError.write(Data("qcode serve: \(e)\n".utf8))
-            throw ExitCode(1)
+            throw ExitCode(2)
         }
-        print("qcode daemon \(qcodeVersion) (pid \(getpid())) listening on \(config.socketPath)")
+        print("qcode daemon \(qcodeVersion) (pid \(getpid())) listening on \(config.socket); LLM: \(config.llmDescription)")
         if !lazy { components.warm() }
         var sources: [any DispatchSourceSignal] = []
         for sig in [SIGTERM, SIGINT, SIGHUP] {

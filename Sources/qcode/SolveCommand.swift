@@ -1,10 +1,11 @@
 import ArgumentParser
+import Basics
 import CodeDomain
 import Daemon
-import RPC
 import Foundation
 import QStar
 import QVM
+import RPC
 
 /// Where a task comes from on the command line.
 struct TaskOptions: ParsableArguments {
@@ -52,85 +53,104 @@ struct TaskOptions: ParsableArguments {
     }
 }
 
-/// Search settings shared by `solve` and `bench`.
-struct SearchOptions: ParsableArguments {
-    @Option(help: "qstar, greedy or best-of-n.")
-    var method: SolveMethod = .qstar
+/// One flag per `SolveOptions` field, shared by `solve` and `bench`. Unset
+/// flags keep `SolveOptions`' defaults (shown in the help from the same value).
+struct SolveFlags: ParsableArguments {
+    static let d = SolveOptions.defaults
 
-    @Option(name: .customShort("k"), help: "Candidate lines per expansion.")
-    var k: Int = 4
+    @Option(help: "The planner: \(Planners.all.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ")). Default: \(d.method).")
+    var method: String?
 
-    @Option(help: "Weight λ of the heuristic h in f = g + λ·h.")
-    var lambda: Double = 1
+    @Option(help: "Value model for h: \(ValueChoice.spellings). Default: \(d.value).")
+    var value: String?
 
-    @Option(help: "How g aggregates the process rewards: min, max, sum or last.")
-    var agg: Aggregation = .min
+    @Option(name: .customShort("k"), help: "Candidate lines per expansion. Default: \(d.search.k).")
+    var k: Int?
 
-    @Option(help: "Value model for h: zero, logprob, qvm (the shipped learned model) or qvm:MODEL (a file from `qcode train-qvm`).")
-    var value: String = "logprob"
+    @Option(help: "Weight λ of the heuristic h in f = g + λ·h. Default: \(d.search.lambda).")
+    var lambda: Double?
 
-    @Option(help: "Budget: generated tokens per task.")
-    var budgetTokens: Int = 1500
+    @Option(help: "How g aggregates the process rewards: \(Aggregation.allCases.map(\.rawValue).joined(separator: ", ")). Default: \(d.search.aggregation.rawValue).")
+    var agg: Aggregation?
 
-    @Option(help: "Budget: expansions per task.")
+    @Option(help: "Budget: generated tokens per task. Default: \(d.search.budget.maxGeneratedTokens.map(String.init) ?? "none").")
+    var budgetTokens: Int?
+
+    @Option(help: "Budget: expansions per task. Default: none.")
     var budgetExpansions: Int?
 
-    @Option(help: "Budget: seconds per task.")
+    @Option(help: "Budget: seconds per task. Default: none.")
     var budgetSeconds: Double?
 
-    @Option(help: "Best-of-N: programs to sample at most.")
-    var samples: Int = 8
+    @Option(help: "Random seed; the same seed reproduces the search. Default: \(d.search.seed).")
+    var seed: UInt64?
 
-    @Option(help: "Sampling temperature for candidates and best-of-N.")
-    var temperature: Double = 0.8
+    @Option(help: "Best-of-N: programs to sample at most. Default: \(d.search.samples).")
+    var samples: Int?
 
-    @Option(help: "A step is N tokens instead of one line.")
+    @Option(help: "Sampling temperature for candidates and samples. Default: \(d.search.temperature).")
+    var temperature: Double?
+
+    @Option(help: "Steps in one program at most. Default: \(d.search.maxDepth).")
+    var maxDepth: Int?
+
+    @Option(help: "A step is N tokens instead of one line. Default: one line.")
     var stepTokens: Int?
 
-    @Option(help: "Random seed; the same seed reproduces the search.")
-    var seed: UInt64 = 0
+    @Option(help: "Tokens one line may take. Default: \(d.maxLineTokens).")
+    var maxLineTokens: Int?
 
-    @Option(help: "Seconds a program may run in the jail.")
-    var timeout: Double = 10
+    @Option(help: "Tokens one whole program may take. Default: \(d.maxProgramTokens).")
+    var maxProgramTokens: Int?
 
-    func validate() throws {
-        guard k >= 1 else { throw ValidationError("-k must be at least 1") }
-        guard budgetTokens > 0 else { throw ValidationError("--budget-tokens must be positive") }
-        if let stepTokens, stepTokens < 1 { throw ValidationError("--step-tokens must be at least 1") }
-    }
+    @Option(help: "Seconds a program may run in the jail. Default: \(d.timeout).")
+    var timeout: Double?
 
-    var solveOptions: SolveOptions {
+    /// The options these flags give, validated by the same `validate()` the daemon calls.
+    func options() throws -> SolveOptions {
         var o = SolveOptions()
-        o.method = method
-        o.k = k
-        o.lambda = lambda
-        o.aggregation = agg
-        o.budget = Budget(maxExpansions: budgetExpansions, maxGeneratedTokens: budgetTokens, maxSeconds: budgetSeconds)
-        o.seed = seed
-        o.samples = samples
-        o.temperature = temperature
-        o.step.stepTokens = stepTokens
+        if let method { o.method = method }
+        if let value {
+            do { o.value = try ValueChoice(parsing: value) } catch { throw ValidationError(Self.flagMessage(error)) }
+        }
+        if let k { o.search.k = k }
+        if let lambda { o.search.lambda = lambda }
+        if let agg { o.search.aggregation = agg }
+        if let budgetTokens { o.search.budget.maxGeneratedTokens = budgetTokens }
+        if let budgetExpansions { o.search.budget.maxExpansions = budgetExpansions }
+        if let budgetSeconds { o.search.budget.maxSeconds = budgetSeconds }
+        if let seed { o.search.seed = seed }
+        if let samples { o.search.samples = samples }
+        if let temperature { o.search.temperature = temperature }
+        if let maxDepth { o.search.maxDepth = maxDepth }
+        if let stepTokens { o.stepTokens = stepTokens }
+        if let maxLineTokens { o.maxLineTokens = maxLineTokens }
+        if let maxProgramTokens { o.maxProgramTokens = maxProgramTokens }
+        if let timeout { o.timeout = timeout }
+        do { try o.validate() } catch { throw ValidationError(Self.flagMessage(error)) }
         return o
     }
 
-    func valueModel() throws -> CodeValueModel {
-        do { return try CodeValueModel.named(value) } catch let error as UnknownValueModel {
-            throw ValidationError("--value: \(error)")
-        }
+    /// The flag that sets a wire field (`budget_tokens` → `--budget-tokens`).
+    static func flag(for field: String) -> String {
+        field == "k" ? "-k" : "--" + field.replacingOccurrences(of: "_", with: "-")
     }
+
+    static func flagMessage(_ e: OptionError) -> String { "\(flag(for: e.field)) \(e.message)" }
 }
 
-extension SolveMethod: ExpressibleByArgument {}
 extension Aggregation: ExpressibleByArgument {}
 
 struct Solve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Write a program for a task by search, and test it.")
+    static let configuration = CommandConfiguration(
+        abstract: "Write a program for a task by search, and test it.",
+        discussion: "Exit status: 0 the program passes the visible tests, 1 it does not (or no program), 2 an error.")
 
     @OptionGroup var taskOptions: TaskOptions
-    @OptionGroup var search: SearchOptions
+    @OptionGroup var flags: SolveFlags
     @OptionGroup var llm: LLMOptions
 
-    @Flag(help: "Print JSON with search statistics.")
+    @Flag(help: "Print JSON: the program, its evidence and the search statistics.")
     var json = false
 
     @Option(help: "Write the explored tree as an HTML page.")
@@ -140,96 +160,43 @@ struct Solve: AsyncParsableCommand {
 
     func run() async throws {
         let task = try taskOptions.load()
-        let value = try search.valueModel()
-        // The daemon does not send the explored tree back, so --trace solves in-process.
-        guard daemon.noDaemon || trace != nil else {
-            return try await runInDaemon(task)
-        }
-        let engine = try Engine.make(llm, timeout: search.timeout)
-        let solver = Solver(model: engine.model, verifier: engine.jail)
+        let options = try flags.options()
         let bar = ProgressBar(enabled: !json)
-        let outcome = try await engine.run(clearing: bar) {
-            try await solver.solve(task, options: search.solveOptions, value: value) { p in
-                bar.update("expansions \(p.expansions)  tokens \(p.generatedTokens)  best f \(String(format: "%.3f", p.bestF))")
-            }
-        }
-        if let trace {
-            try TraceRenderer.html(title: "qcode trace: \(task.id)", subtitle: task.text, nodes: outcome.trace)
+        let result = daemon.noDaemon ? try await solveHere(task, options, bar) : try await solveInDaemon(task, options, bar)
+        if let trace, let nodes = result.trace {
+            try TraceRenderer.html(title: "qcode trace: \(task.id)", subtitle: task.text, nodes: nodes)
                 .write(toFile: trace, atomically: true, encoding: .utf8)
         }
         if json {
-            print(try SolveReport(task: task, outcome: outcome).jsonString())
+            var shown = result
+            shown.trace = nil
+            print(try JSONCoding.string(shown, pretty: true))
         } else {
-            print(outcome.program ?? "# no complete program within the budget")
-            print(SolveReport(task: task, outcome: outcome).summaryLine)
+            print(result.program ?? "# no complete program within the budget")
+            print(result.summaryLine)
         }
-        if outcome.verification?.reward != 1 { throw ExitCode(1) }
+        if !result.solved { throw ExitCode(1) }
     }
 
-    /// The same solve through the daemon (started if none runs), with the same output.
-    private func runInDaemon(_ task: CodeTask) async throws {
+    private func solveHere(_ task: CodeTask, _ options: SolveOptions, _ bar: ProgressBar) async throws -> SolveResult {
+        let engine = try Engine.make(llm)
+        let solver = Solver(model: engine.model, verifier: try engine.jail(timeout: options.timeout), values: ValueModels())
+        return try await engine.run(clearing: bar) {
+            try await solver.solve(task, options: options, trace: trace != nil) { bar.update($0.line) }
+        }
+    }
+
+    /// The same solve through the daemon (started if none runs), with the same result.
+    private func solveInDaemon(_ task: CodeTask, _ options: SolveOptions, _ bar: ProgressBar) async throws -> SolveResult {
         let client = try await daemon.client(llm, name: "qcode solve")
         defer { client.close() }
-        let bar = ProgressBar(enabled: !json)
         client.onNotification { method, params in
-            guard method == "$/progress", let v = params?["value"], v["kind"] == "report",
+            guard method == Method.progress, let v = params?["value"], v["kind"] == "report",
                   let p = try? v.decode(SolveProgress.self) else { return }
-            bar.update("expansions \(p.expansions)  tokens \(p.generatedTokens)  best f \(String(format: "%.3f", p.bestF))")
+            bar.update(p.line)
         }
-        let params = SolveParams(task: TaskSpec(task), method: search.method.rawValue, options: search.wireSettings)
-        let value: JSONValue
-        do {
-            value = try await daemonRequest(client, "qcode/solve", try JSONValue.encoding(params))
-        } catch {
-            bar.clear()
-            throw error
-        }
-        bar.clear()
-        let report = SolveReport(try value.decode(SolveResult.self))
-        if json {
-            print(try report.jsonString())
-        } else {
-            print(report.program ?? "# no complete program within the budget")
-            print(report.summaryLine)
-        }
-        if !(report.total > 0 && report.passed == report.total) { throw ExitCode(1) }
-    }
-}
-
-/// The JSON shape of a solve (also the daemon's `qcode/solve` result).
-struct SolveReport: Encodable {
-    var taskId: String
-    var method: String
-    var value: String
-    var program: String?
-    var passed: Int
-    var total: Int
-    var outcome: String
-    var statistics: SearchStatistics
-
-    init(task: CodeTask, outcome: SolveOutcome) {
-        taskId = task.id
-        method = outcome.method.rawValue
-        value = outcome.valueModel
-        program = outcome.program
-        passed = outcome.verification?.passed ?? 0
-        total = outcome.verification?.total ?? task.tests.count
-        self.outcome = outcome.verification?.outcome ?? "no program"
-        statistics = outcome.statistics
-    }
-
-    var summaryLine: String {
-        let s = statistics
-        let mark = passed == total && total > 0 ? "PASS" : "FAIL"
-        return "# \(mark) \(passed)/\(total) visible tests (\(outcome)) — \(method)\(value == "-" ? "" : "/\(value)"): "
-            + "\(s.expansions) expansions, \(s.cost.llmCalls) LLM calls, \(s.cost.generatedTokens) generated tokens, "
-            + String(format: "%.1f s", s.wallSeconds)
-    }
-
-    func jsonString() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return String(decoding: try encoder.encode(self), as: UTF8.self)
+        let params = SolveParams(task: TaskSpec(task), options: options, trace: trace != nil)
+        defer { bar.clear() }
+        return try await daemonRequest(client, Method.solve, try JSONValue.encoding(params)).decode(SolveResult.self)
     }
 }

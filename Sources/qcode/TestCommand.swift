@@ -1,4 +1,5 @@
 import ArgumentParser
+import Basics
 import Foundation
 import Daemon
 import RPC
@@ -92,23 +93,10 @@ struct TestCommand: AsyncParsableCommand {
     }
 
     private func printJSON(_ r: TestReport) {
-        struct Out: Encodable {
-            var passed, failed, total: Int
-            var outcome: String
-            var asserts: [AssertResult]
-            var wallMs, cpuMs: Double
-            var signal: Int32?
-            var syntaxError: String?
-            var isolation: String
-            var stdout, stderr: String
-        }
-        let out = Out(passed: r.passed, failed: r.failed, total: r.total, outcome: r.outcome.rawValue, asserts: r.asserts,
-                      wallMs: (r.wallMs * 10).rounded() / 10, cpuMs: (r.cpuMs * 10).rounded() / 10, signal: r.signal,
-                      syntaxError: r.syntaxError, isolation: r.isolation.rawValue, stdout: r.stdout, stderr: r.stderr)
-        let enc = JSONEncoder()
-        // One key style across qcode's JSON (`wall_ms`, `exception_type`).
-        enc.keyEncodingStrategy = .convertToSnakeCase
-        enc.outputFormatting = [.sortedKeys]
-        if let data = try? enc.encode(out) { print(String(decoding: data, as: UTF8.self)) }
+        // The daemon's `qcode/test` result, byte for byte, with times rounded to 0.1 ms.
+        var shown = r
+        shown.wallMs = (r.wallMs * 10).rounded() / 10
+        shown.cpuMs = (r.cpuMs * 10).rounded() / 10
+        if let text = try? JSONCoding.string(shown) { print(text) }
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Basics
 import CodeDomain
 import Foundation
 import Policy
@@ -227,7 +228,7 @@ struct TrainQVM: AsyncParsableCommand {
 /// Stand-ins so the benchmark can build real `CodeState`s without a server or a jail.
 private struct NoModel: LanguageModel {
     func complete(_ request: CompletionRequest) async throws -> CompletionResponse {
-        CompletionResponse(choices: [], usage: Usage())
+        CompletionResponse(choices: [], cost: Cost())
     }
 }
 

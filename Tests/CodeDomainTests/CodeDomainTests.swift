@@ -1,72 +1,23 @@
+import Basics
 import Foundation
 import Policy
+import PythonSyntax
 import QStar
 import Sandbox
 import Synchronization
 import Testing
+import TestSupport
 @testable import CodeDomain
 
-let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-let mbppDir = repoRoot.deletingLastPathComponent().appendingPathComponent("shared/data/mbpp")
-
-/// A language model that answers from a script keyed by the code so far.
-final class ScriptedModel: LanguageModel {
-    /// Code so far (lines joined by "\n") → the choices for the next line.
-    let lines: [String: [CompletionChoice]]
-    let programs: [CompletionChoice]
-    /// Code so far, exactly → the next chunks (token steps).
-    let chunks: [String: [CompletionChoice]]
-    let prompts = Mutex<[String]>([])
-
-    init(lines: [String: [CompletionChoice]], programs: [CompletionChoice] = [], chunks: [String: [CompletionChoice]] = [:]) {
-        self.lines = lines
-        self.programs = programs
-        self.chunks = chunks
-    }
-
-    func complete(_ request: CompletionRequest) async throws -> CompletionResponse {
-        prompts.withLock { $0.append(request.prompt) }
-        let code = request.prompt.components(separatedBy: "```python\n").last ?? ""
-        var usage = Usage()
-        usage.calls = 1
-        let choices: [CompletionChoice]
-        if !chunks.isEmpty {
-            choices = Array((chunks[code] ?? []).prefix(request.n))
-        } else if request.stop == ["\n"] {
-            choices = Array((lines[String(code.dropLast(code.hasSuffix("\n") ? 1 : 0))] ?? []).prefix(request.n))
-        } else {
-            choices = Array(programs.prefix(request.n))
-        }
-        usage.generatedTokens = choices.reduce(0) { $0 + $1.tokens }
-        return CompletionResponse(choices: choices, usage: usage)
-    }
-}
-
-func line(_ text: String, _ logprob: Double = -0.1, finish: FinishReason = .stop) -> CompletionChoice {
-    CompletionChoice(text: text, tokenLogprobs: [logprob, logprob], finish: finish, tokens: 2)
-}
-
-/// Records jobs and passes programs containing a marker.
-final class ScriptedVerifier: ProgramVerifier {
-    let jobs = Mutex<[JailJob]>([])
-    func run(_ job: JailJob) async throws -> TestReport {
-        jobs.withLock { $0.append(job) }
-        let pass = job.program.contains("return a + b")
-        let json = #"{"outcome":"\#(pass ? "passed" : "failed")","passed":\#(pass ? 2 : 0),"failed":\#(pass ? 0 : 2),"total":2,"asserts":[],"stdout":"","stderr":"","wallMs":1,"cpuMs":1,"isolation":"namespaces"}"#
-        return try JSONDecoder().decode(TestReport.self, from: Data(json.utf8))
-    }
-}
-
-let addTask = CodeTask(id: "add", text: "Write a function to add two numbers.", tests: ["assert add(1, 2) == 3", "assert add(0, 0) == 0"])
-
 @Suite struct TaskTests {
-    @Test func loadsMBPPRecordsWithTheirFields() throws {
+    @Test(.enabled(if: Prerequisite.mbpp.shouldRun)) func loadsMBPPRecordsWithTheirFields() throws {
+        try Prerequisite.mbpp.require()
         let tasks = try TaskLoader.mbppFile(mbppDir.appendingPathComponent("validation.jsonl"))
         #expect(tasks.count == 90)
         let first = try #require(tasks.first)
         #expect(first.id == "511")
         #expect(first.tests.count == 3)
-        #expect(first.entryPoint == "find_Min_Sum")
+        #expect(first.entry == EntryPoint(name: "find_Min_Sum", arity: 1))
         #expect(first.reference != nil)
         #expect(first.visible(1).tests == [first.tests[0]])
     }
@@ -86,7 +37,7 @@ let addTask = CodeTask(id: "add", text: "Write a function to add two numbers.", 
         for dir in dirs {
             let task = try TaskLoader.taskFile(dir.appendingPathComponent("task.json"))
             #expect(task.tests.count >= 3, "\(dir.lastPathComponent)")
-            #expect(task.entryPoint != nil, "\(dir.lastPathComponent)")
+            #expect(task.entry != nil, "\(dir.lastPathComponent)")
         }
     }
 
@@ -103,6 +54,10 @@ let addTask = CodeTask(id: "add", text: "Write a function to add two numbers.", 
         """
         #expect(TestFile.statements(source) == ["import math\nassert f(1) == 2", "assert f(\n    3) == 4",
                                                   "assert g([1, 2,\n          3]) == [3]"])
+    }
+    @Test func aMultiLineStringStaysInItsStatement() {
+        let source = "assert f('''\nx = (\n''') == 1\nassert f(\"#\") == 2\n"
+        #expect(TestFile.statements(source) == ["assert f('''\nx = (\n''') == 1", "assert f(\"#\") == 2"])
     }
 }
 
@@ -174,7 +129,7 @@ let addTask = CodeTask(id: "add", text: "Write a function to add two numbers.", 
         ])
         let verifier = ScriptedVerifier()
         let d = try domain(model, verifier: verifier)
-        let result = try await QStarSearch(domain: d, value: .logprob, settings: SearchSettings(k: 4)).run()
+        let result = try await AStarSearch().run(SearchContext(domain: d))
         #expect(result.best?.program == "def add(a, b):\n    return a + b\n")
         #expect(result.statistics.stop == .solved)
         // The broken line was never expanded: its g is −1 under min aggregation.
@@ -191,12 +146,15 @@ let addTask = CodeTask(id: "add", text: "Write a function to add two numbers.", 
             "def add(a, b):\n    ret": [CompletionChoice(text: "urn a + b\n", tokenLogprobs: [-0.1], finish: .stop, tokens: 5)],
         ])
         let verifier = ScriptedVerifier()
-        let d = try CodeSearchDomain(task: addTask, model: model, verifier: verifier, options: StepOptions(stepTokens: 8))
-        let result = try await QStarSearch(domain: d, value: .logprob, settings: SearchSettings(k: 2)).run()
+        var options = SolveOptions()
+        options.stepTokens = 8
+        options.search.k = 2
+        let d = try CodeSearchDomain(task: addTask, model: model, verifier: verifier, options: options)
+        let result = try await AStarSearch().run(SearchContext(domain: d, settings: options.search))
         #expect(result.best?.program == "def add(a, b):\n    return a + b\n")
         #expect(result.statistics.expansions == 2)
         // The unfinished line went to the model as is, with no newline added.
-        #expect(model.prompts.withLock { $0.last }?.hasSuffix("```python\ndef add(a, b):\n    ret") == true)
+        #expect(model.prompts.last?.hasSuffix("```python\ndef add(a, b):\n    ret") == true)
         #expect(verifier.jobs.withLock { $0.count } == 1)
     }
 
@@ -213,6 +171,10 @@ let addTask = CodeTask(id: "add", text: "Write a function to add two numbers.", 
 }
 
 @Suite struct BenchReportTests {
+    func identity(_ options: SolveOptions = SolveOptions(), fingerprint: String? = nil, model: String = "m") -> BenchIdentity {
+        BenchIdentity(data: "x.jsonl", options: options, visible: 1, valueFingerprint: fingerprint, model: model)
+    }
+
     @Test func theReportHasTheDocumentedKeysAndResumesFromItsOwnFile() throws {
         var passed = BenchTaskResult.empty(addTask)
         passed.passed = true
@@ -220,15 +182,169 @@ let addTask = CodeTask(id: "add", text: "Write a function to add two numbers.", 
         passed.llmCalls = 2
         var failed = BenchTaskResult.empty(addTask, error: "server down")
         failed.taskId = "other"
-        let report = BenchReport(data: "x.jsonl", method: "qstar", value: "logprob", settings: ["k": "4"], tasks: [passed, failed])
+        let report = BenchReport(identity: identity(), tasks: [passed, failed])
         #expect(report.passAt1 == 0.5)
-        let data = try BenchReport.encoder().encode(report)
-        let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-        for key in ["pass_at_1", "n_tasks", "generated_tokens", "prompt_tokens", "llm_calls", "wall_s", "tasks"] {
+        let path = try tempDirectory().appendingPathComponent("r.json").path
+        try report.save(to: path)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+        for key in ["pass_at1", "n_tasks", "generated_tokens", "prompt_tokens", "llm_calls", "wall_s", "tasks", "identity"] {
             #expect(object[key] != nil, "missing \(key)")
         }
-        let back = try BenchReport.resume(data)
-        #expect(back.tasks == report.tasks)
-        #expect(back.passAt1 == 0.5 && back.generatedTokens == 40 && back.settings == ["k": "4"])
+        // Resuming keeps finished tasks and drops the one that errored, to run it again.
+        let back = try BenchReport.resume(path, identity: identity())
+        #expect(back.tasks == [passed])
+        #expect(back.passAt1 == 1 && back.generatedTokens == 40)
+    }
+
+    @Test func resumingRefusesAnotherExperiment() throws {
+        let path = try tempDirectory().appendingPathComponent("r.json").path
+        try BenchReport(identity: identity(fingerprint: "qvm-a"), tasks: [BenchTaskResult.empty(addTask)]).save(to: path)
+        // Another QVM's weights, another model, other options: each is refused, naming what differs.
+        #expect { try BenchReport.resume(path, identity: identity(fingerprint: "qvm-b")) } throws: {
+            "\($0)".contains("value model weights = qvm-a, this run has qvm-b")
+        }
+        #expect { try BenchReport.resume(path, identity: identity(fingerprint: "qvm-a", model: "other")) } throws: {
+            "\($0)".contains("model = m")
+        }
+        var k8 = SolveOptions()
+        k8.search.k = 8
+        #expect { try BenchReport.resume(path, identity: identity(k8, fingerprint: "qvm-a")) } throws: { "\($0)".contains("options") }
+        #expect(try BenchReport.resume(path, identity: identity(fingerprint: "qvm-a")).tasks.count == 1)
+    }
+}
+
+/// The honest protocol, end to end on doubles: the search sees the first
+/// assert only — in every prompt and every verification — and the program is
+/// scored on all of them, challenge tests apart.
+@Suite struct BenchmarkProtocolTests {
+    static let task = CodeTask(id: "7", text: "Write a function to add two numbers.",
+                               tests: ["assert add(1, 2) == 3", "assert add(5, 5) == 10", "assert add(0, 0) == 0"],
+                               challengeTests: ["assert add(-1, 1) == 0"])
+
+    @Test(arguments: ["qstar", "greedy", "best-of-n"])
+    func hiddenAssertsNeverReachTheSearch(method: String) async throws {
+        let model = ScriptedModel(lines: ["": [line("def add(a, b):")], "def add(a, b):": [line("    return a + b", finish: .endOfText)]],
+                                  programs: [CompletionChoice(text: "def add(a, b):\n    return a + b\n", tokenLogprobs: [-0.1],
+                                                              finish: .stop, tokens: 9)])
+        let searchVerifier = ScriptedVerifier()
+        let scorer = ScriptedVerifier()
+        var options = SolveOptions()
+        options.method = method
+        let bench = Benchmark(solver: Solver(model: model, verifier: searchVerifier), scorer: scorer, visible: 1)
+        let result = try await bench.run(Self.task, options: options)
+
+        for prompt in model.prompts {
+            #expect(prompt.contains("assert add(1, 2) == 3"))
+            #expect(!prompt.contains("add(5, 5)") && !prompt.contains("add(0, 0)") && !prompt.contains("add(-1, 1)"))
+        }
+        let searched = searchVerifier.jobs.withLock { $0 }
+        #expect(!searched.isEmpty)
+        #expect(searched.allSatisfy { $0.tests == "assert add(1, 2) == 3" })
+        let scored = scorer.jobs.withLock { $0 }
+        #expect(scored.map(\.tests) == [Self.task.tests.joined(separator: "\n"), "assert add(-1, 1) == 0"])
+        #expect(result.passed && result.testsPassed == 3 && result.testsTotal == 3)
+        #expect(result.challengePassed == 1 && result.challengeTotal == 1)
+        #expect(result.visiblePassed)
+    }
+
+    @Test func aProgramPassingOnlyTheVisibleAssertScoresAsFailed() async throws {
+        struct VisibleOnly: ProgramVerifier {
+            let inner = ScriptedVerifier()
+            func run(_ job: JailJob) async throws -> TestReport {
+                // Passes the first assert only: the hidden ones fail.
+                try await job.tests.contains("add(5, 5)") ? ScriptedVerifier(passing: "never").run(job) : inner.run(job)
+            }
+        }
+        let model = ScriptedModel(programs: [CompletionChoice(text: "def add(a, b):\n    return a + b\n", tokenLogprobs: [-0.1],
+                                                              finish: .stop, tokens: 9)])
+        var options = SolveOptions()
+        options.method = "greedy"
+        let result = try await Benchmark(solver: Solver(model: model, verifier: VisibleOnly()), scorer: VisibleOnly())
+            .run(Self.task, options: options)
+        #expect(result.visiblePassed && !result.passed)
+    }
+}
+
+@Suite struct SolveOptionsTests {
+    /// Every field set to something other than its default.
+    static var everyFieldChanged: SolveOptions {
+        var o = SolveOptions()
+        o.method = "best-of-n"
+        o.value = ValueChoice(.zero)
+        o.search.k = 7
+        o.search.lambda = 0.25
+        o.search.aggregation = .sum
+        o.search.budget = Budget(maxExpansions: 9, maxGeneratedTokens: 321, maxSeconds: 42)
+        o.search.seed = 99
+        o.search.samples = 3
+        o.search.temperature = 0.3
+        o.search.maxDepth = 17
+        o.stepTokens = 8
+        o.maxLineTokens = 33
+        o.maxProgramTokens = 222
+        o.timeout = 4
+        return o
+    }
+
+    @Test func theFixtureChangesEveryField() throws {
+        let changed = try JSONSerialization.jsonObject(with: JSONCoding.encoder.encode(Self.everyFieldChanged)) as! [String: Any]
+        let defaults = try JSONSerialization.jsonObject(with: JSONCoding.encoder.encode(SolveOptions())) as! [String: Any]
+        #expect(Set(changed.keys) == Set(SolveOptions.Field.allCases.map(\.wireName)))
+        for key in changed.keys {
+            #expect("\(changed[key]!)" != "\(defaults[key]!)", "\(key) is at its default in the fixture")
+        }
+    }
+
+    @Test func roundTripsThroughTheWire() throws {
+        let data = try JSONCoding.encoder.encode(Self.everyFieldChanged)
+        #expect(try JSONCoding.decoder.decode(SolveOptions.self, from: data) == Self.everyFieldChanged)
+        #expect(try JSONCoding.decoder.decode(SolveOptions.self, from: Data("{}".utf8)) == SolveOptions())
+    }
+
+    @Test func unknownAndMistypedFieldsAreRefusedByName() throws {
+        #expect { try JSONCoding.decoder.decode(SolveOptions.self, from: Data(#"{"budget_tokenz": 5}"#.utf8)) } throws: {
+            "\($0)".contains("unknown field 'budget_tokenz'")
+        }
+        #expect { try JSONCoding.decoder.decode(SolveOptions.self, from: Data(#"{"k": "four"}"#.utf8)) } throws: {
+            guard case DecodingError.typeMismatch(_, let ctx) = $0 else { return false }
+            return ctx.codingPath.last?.stringValue == "k"
+        }
+        #expect { try JSONCoding.decoder.decode(SolveOptions.self, from: Data(#"{"value": "qvn"}"#.utf8)) } throws: {
+            "\($0)".contains("zero, logprob, qvm, qvm:PATH")
+        }
+    }
+
+    @Test func validateNamesTheFieldThatIsOutOfRange() {
+        func field(_ change: (inout SolveOptions) -> Void) -> String? {
+            var o = SolveOptions()
+            change(&o)
+            do { try o.validate(); return nil } catch { return error.field }
+        }
+        #expect(field { _ in } == nil)
+        #expect(field { $0.method = "mcts" } == "method")
+        #expect(field { $0.search.k = 0 } == "k")
+        #expect(field { $0.search.budget.maxGeneratedTokens = 0 } == "budget_tokens")
+        #expect(field { $0.search.budget = Budget() } == "budget_tokens")
+        #expect(field { $0.search.temperature = -1 } == "temperature")
+        #expect(field { $0.stepTokens = 0 } == "step_tokens")
+        #expect(field { $0.timeout = .infinity } == "timeout")
+        #expect(field { $0.value = ValueChoice(.qvm, path: "/no/such/model.qvm") } == "value")
+    }
+}
+
+@Suite struct EntryPointResolutionTests {
+    @Test func anExplicitEntryPointWinsEverywhere() async throws {
+        // The first call in the test is `helper`, but the task says the function is `add`.
+        let task = CodeTask(id: "t", text: "Add.", tests: ["assert helper(add(1, 2)) == 3"], entryPoint: "add")
+        #expect(task.entry == EntryPoint(name: "add", arity: 2))
+        let d = try CodeSearchDomain(task: task, model: NoModel(), verifier: NoVerifier())
+        #expect(d.entryPoint?.name == "add")
+        let defined = d.apply(CodeAction(line: "def add(a, b):", ends: false), to: d.root)
+        #expect(defined.facts.definesEntryPoint && defined.facts.entryPointArityMatches)
+        // Without the explicit name the first non-builtin call wins.
+        #expect(CodeTask(id: "t", text: "Add.", tests: ["assert helper(add(1, 2)) == 3"]).entry?.name == "helper")
+        // Named, but no test calls it: defining it is enough.
+        let untested = CodeTask(id: "t", text: "Add.", tests: ["assert True"], entryPoint: "add")
+        #expect(untested.entry == EntryPoint(name: "add", arity: nil))
     }
 }

@@ -1,23 +1,39 @@
+import CodeDomain
 import Foundation
 import Policy
+import QStar
+import QVM
 import RPC
 import Testing
+import TestSupport
 @testable import Daemon
 
-/// The whole stack once: the real socket, the embedded llama-server with the
-/// 0.5B model, the real jail. Skipped when the model is not installed
-/// (scripts/bootstrap), or with QCODE_SKIP_REAL_LLM=1.
-@Suite struct RealModelTests {
-    static var available: Bool {
-        ProcessInfo.processInfo.environment["QCODE_SKIP_REAL_LLM"] == nil
-            && FileManager.default.fileExists(atPath: QCodeCache.modelPath().path)
-            && FileManager.default.isExecutableFile(atPath: QCodeCache.serverBinary.path)
+/// The whole stack: the real socket, the embedded llama-server with the 0.5B
+/// model (the fast one: CI runs these), the real jail. Skipped locally when
+/// the model is missing; in CI a missing model fails.
+@Suite(.serialized, .enabled(if: Prerequisite.smallModel.shouldRun))
+struct RealModelTests {
+    init() throws { try Prerequisite.smallModel.require() }
+
+    static func configuration(socket: String) throws -> Configuration {
+        try Configuration.resolve(flags: [.socket: socket, .model: "0.5b", .slots: "4", .threads: "2"],
+                                  environment: [:], file: nil).values
     }
 
-    @Test(.enabled(if: RealModelTests.available))
-    func greedySolveOfThePalindromeTaskThroughTheSocket() async throws {
+    /// The pid of the llama-server behind the daemon's parent tie (its only child).
+    static func serverPid(under tie: Int32) -> Int32? {
+        let children = (try? String(contentsOfFile: "/proc/\(tie)/task/\(tie)/children", encoding: .utf8)) ?? ""
+        return children.split(separator: " ").compactMap { Int32($0) }.first
+    }
+
+    static func isRunning(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
+        return stat.split(separator: ")").last?.split(separator: " ").first != "Z"
+    }
+
+    @Test func greedySolveOfThePalindromeTaskThroughTheSocketLeavesNoServerBehind() async throws {
         let path = tempSocketPath()
-        let config = try DaemonConfig.resolve(flags: ["socket": path, "slots": "1", "threads": "2"], environment: [:], file: nil)
+        let config = try Self.configuration(socket: path)
         let components = Components.make(config)
         let server = DaemonServer(components: components, settings: DaemonSettings(config))
         try server.listen(socketPath: path)
@@ -25,17 +41,50 @@ import Testing
         let taskFile = repoRoot.appendingPathComponent("examples/palindrome/task.json").path
         let result = try await within(900, "a real greedy solve") {
             try await client.initialize()
-            return try await client.request("qcode/solve", ["task_file": .string(taskFile), "method": "greedy"])
+            return try await client.request("qcode/solve", ["task_file": .string(taskFile), "options": ["method": "greedy"]])
         }
-        client.close()
         #expect(result["task_id"] == "task")
         #expect(result["total"] == 4)
         #expect(result["program"]?.stringValue?.contains("def is_palindrome") == true)
         #expect(result["statistics"]?["cost"]?["generated_tokens"]?.intValue ?? 0 > 0)
         guard case .array(let asserts)? = result["asserts"] else { Issue.record("no asserts"); return }
         #expect(asserts.count == 4)
-        try await within(20, "stopping") { await server.stop() }
-        #expect(await components.server?.isRunning == false)  // no orphaned llama-server
+        // The real processes: the tie qcode started, and the llama-server under it.
+        let tie = try #require(await components.server?.pid)
+        let llama = try #require(Self.serverPid(under: tie))
+        #expect(Self.isRunning(tie) && Self.isRunning(llama))
+        client.close()
+        try await within(60, "stopping") { await server.stop() }
+        try await eventually("the llama-server to exit") { !Self.isRunning(llama) && !Self.isRunning(tie) }
         #expect(!FileManager.default.fileExists(atPath: path))
+    }
+
+    /// Q* with K > 1 on the real model: several expansions, prefix-cache reuse
+    /// on a pinned slot, and the same seed reproducing the same search.
+    @Test func qstarWithSeveralCandidatesIsReproducibleAndReusesThePrefixCache() async throws {
+        let config = try Self.configuration(socket: tempSocketPath())
+        let components = Components.make(config)
+        let solver = Solver(model: components.model, verifier: try components.verifier(timeout: 10), values: ValueModels())
+        let task = CodeTask(id: "add", text: "Write a python function to add two numbers.",
+                            tests: ["assert add(1, 2) == 3"])
+        var options = SolveOptions()
+        options.method = "qstar"
+        options.search.k = 3
+        options.search.seed = 11
+        options.search.budget.maxExpansions = 3
+        options.search.budget.maxGeneratedTokens = 400
+        let chosen = options
+        let first = try await within(600, "the first Q* solve") { try await solver.solve(task, options: chosen, trace: true, slot: 1) }
+        // A fresh server for the second run, so both start from the same (empty) cache.
+        await components.shutdown()
+        let second = try await within(600, "the second Q* solve") { try await solver.solve(task, options: chosen, trace: true, slot: 1) }
+        await components.shutdown()
+        let stats = first.statistics
+        #expect(stats.expansions >= 2 || stats.stop == .solved)
+        #expect(stats.cost.llmCalls >= 2 || stats.stop == .solved)
+        // Calls after the first find the task prefix in the slot's cache.
+        #expect(stats.cost.cachedPromptTokens > 0)
+        #expect(first.trace?.map(\.action) == second.trace?.map(\.action))
+        #expect(first.program == second.program)
     }
 }

@@ -1,13 +1,14 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Policy
 
 /// Against the real embedded llama-server with the 0.5B model (installed by
-/// scripts/bootstrap, which `make test` runs first).
-@Suite(.serialized, .enabled(if: FileManager.default.fileExists(atPath: QCodeCache.modelPath().path)
-                             && FileManager.default.isExecutableFile(atPath: QCodeCache.serverBinary.path),
-                             "run scripts/bootstrap to install llama-server and the model"))
+/// scripts/bootstrap, which `make test` runs first; in CI a missing model fails).
+@Suite(.serialized, .enabled(if: Prerequisite.smallModel.shouldRun))
 struct RealServerTests {
+    init() throws { try Prerequisite.smallModel.require() }
+
     static let prompt = """
     <|im_start|>system
     You are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>
@@ -27,8 +28,8 @@ struct RealServerTests {
         let first = try await model.complete(CompletionRequest(prompt: Self.prompt, n: 4, maxTokens: 40, stop: ["\n"],
                                                                sampling: Sampling(temperature: 0.8), seed: 1, slot: 0))
         #expect(first.choices.count == 4)
-        #expect(first.usage.calls == 1)
-        #expect(first.usage.promptTokens > 50)
+        #expect(first.cost.llmCalls == 1)
+        #expect(first.cost.promptTokens > 50)
         for choice in first.choices {
             #expect(!choice.text.contains("\n"))
             #expect(choice.tokenLogprobs.allSatisfy { $0 <= 0 })
@@ -39,8 +40,8 @@ struct RealServerTests {
         let line = first.choices.first { $0.text.hasPrefix("def ") }?.text ?? "def find_Min_Sum(num):"
         let second = try await model.complete(CompletionRequest(prompt: Self.prompt + line + "\n", n: 4, maxTokens: 40, stop: ["\n"],
                                                                 sampling: Sampling(temperature: 0.8), seed: 2, slot: 0))
-        #expect(second.usage.cachedPromptTokens >= first.usage.promptTokens - 2)
-        #expect(second.usage.promptTokens < 20)
+        #expect(second.cost.cachedPromptTokens >= first.cost.promptTokens - 2)
+        #expect(second.cost.promptTokens < 20)
         // Greedy with a seed is reproducible.
         let g1 = try await model.complete(CompletionRequest(prompt: Self.prompt, maxTokens: 20, stop: ["\n"], slot: 0))
         let g2 = try await model.complete(CompletionRequest(prompt: Self.prompt, maxTokens: 20, stop: ["\n"], slot: 0))
@@ -52,7 +53,7 @@ struct RealServerTests {
         _ = try await server.ensureRunning()
         let pid = try #require(await server.pid)
         kill(pid, SIGKILL)
-        try await Task.sleep(for: .milliseconds(300))
+        // No pause: the call itself must notice the dead server, restart it and retry.
         let model = EmbeddedLanguageModel(server: server)
         let response = try await model.complete(CompletionRequest(prompt: Self.prompt, maxTokens: 8, stop: ["\n"]))
         #expect(response.choices.count == 1)
@@ -63,43 +64,92 @@ struct RealServerTests {
         #expect(kill(newPid, 0) != 0)
     }
 
+
+}
+
+/// The embedded server's life cycle against the fake llama-server: fast, no model needed.
+@Suite struct EmbeddedServerLifecycleTests {
+    func server(_ fake: FakeLlamaServer, tie: Bool = false) -> EmbeddedServer {
+        EmbeddedServer(settings: ServerSettings(binary: FakeLlamaServer.binary, model: fake.script, startupTimeout: 30,
+                                                parentTie: tie ? buildProducts.appendingPathComponent("qcode-jail") : nil,
+                                                logFile: fake.log.deletingLastPathComponent().appendingPathComponent("server.log")))
+    }
+
+    static let request = CompletionRequest(prompt: "Write add.\n```python\n", maxTokens: 64, stop: ["```"])
+
+    @Test func aServerKilledDuringACallIsRestartedAndTheCallRetriedOnce() async throws {
+        let fake = try FakeLlamaServer(stall: true)
+        let server = server(fake)
+        let model = EmbeddedLanguageModel(server: server)
+        let call = Task { try await model.complete(Self.request) }
+        try await fake.waitForRequests(1)
+        let first = fake.requestPids[0]
+        try fake.set(stall: false)
+        kill(first, SIGKILL)
+        let response = try await within(60, "the retried call") { try await call.value }
+        #expect(response.choices.first?.text == "def add(a, b):\n    return a + b\n")
+        #expect(await server.restarts == 1)
+        #expect(fake.requestPids.count == 2 && fake.requestPids[1] != first)
+        await server.stop()
+    }
+
+    @Test func aSecondCrashDuringTheRetrySaysSoAndWhereTheLogIs() async throws {
+        let fake = try FakeLlamaServer(stall: true)
+        let server = server(fake)
+        let model = EmbeddedLanguageModel(server: server)
+        let call = Task { try await model.complete(Self.request) }
+        try await fake.waitForRequests(1)
+        kill(fake.requestPids[0], SIGKILL)
+        try await fake.waitForRequests(2)
+        kill(fake.requestPids[1], SIGKILL)
+        let error = await #expect(throws: PolicyError.self) { try await within(60, "the failing call") { try await call.value } }
+        let message = "\(error.map { "\($0)" } ?? "")"
+        #expect(message.contains("crashed during this call, was restarted, and crashed again"))
+        #expect(message.contains(await server.logFile.path))
+        #expect(!message.contains("unset the endpoint"))
+        await server.stop()
+    }
+
+    @Test func stopEndsTheServerEvenThroughTheParentTie() async throws {
+        let fake = try FakeLlamaServer()
+        let server = server(fake, tie: true)
+        _ = try await server.ensureRunning()
+        let pid = try #require(await server.pid)
+        #expect(kill(pid, 0) == 0)
+        await server.stop()
+        #expect(await server.isRunning == false)
+        // The tie was reaped by stop() (no zombie left behind by us).
+        #expect(kill(pid, 0) != 0)
+    }
+
     /// A qcode that dies without cleaning up (SIGKILL) must not leave its server running.
     @Test func theServerDiesWithAProcessThatIsKilled() async throws {
-        // qcode-jail is built next to the test bundle (PolicyTests depends on it).
-        let launcher = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("qcode-jail")
+        let launcher = buildProducts.appendingPathComponent("qcode-jail")
         try #require(FileManager.default.isExecutableFile(atPath: launcher.path))
-        // An intermediate process owns the server, then is SIGKILLed.
-        let pidFile = FileManager.default.temporaryDirectory.appendingPathComponent("tie-\(UUID()).pid")
-        defer { try? FileManager.default.removeItem(at: pidFile) }
+        // An intermediate process owns the tied child, then is SIGKILLed.
+        let pidFile = try tempDirectory().appendingPathComponent("tie.pid")
         let owner = Process()
         owner.executableURL = URL(fileURLWithPath: "/bin/sh")
         owner.arguments = ["-c", "\"$0\" --tied-to-parent -- /bin/sleep 600 & echo $! > \"$1\"; wait", launcher.path, pidFile.path]
         try owner.run()
-        var child: Int32?
-        for _ in 0..<100 where child == nil {
-            try await Task.sleep(for: .milliseconds(50))
-            child = (try? String(contentsOf: pidFile, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-        }
-        let pid = try #require(child)
+        try await eventually("the tie to start") { (try? String(contentsOf: pidFile, encoding: .utf8))?.hasSuffix("\n") == true }
+        let pid = try #require(Int32(try String(contentsOf: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
         defer { kill(pid, SIGKILL) }
-        try await Task.sleep(for: .milliseconds(200))
-        #expect(kill(pid, 0) == 0)
-        kill(owner.processIdentifier, SIGKILL)
-        // Not waitUntilExit(): it needs a run loop, which a test task does not have.
-        for _ in 0..<50 where owner.isRunning { try await Task.sleep(for: .milliseconds(100)) }
-        var gone = false
-        for _ in 0..<50 where !gone {
-            try await Task.sleep(for: .milliseconds(100))
-            // Reaped by init, or a zombie of the dead shell: either way, not running.
-            let state = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.split(separator: " ")[2]
-            gone = state == nil || state == "Z"
+        func running(_ p: Int32) -> Bool {
+            // Reaped, or a zombie of the dead shell: either way, not running.
+            guard let stat = try? String(contentsOfFile: "/proc/\(p)/stat", encoding: .utf8) else { return false }
+            return stat.split(separator: " ")[2] != "Z"
         }
-        #expect(gone)
+        #expect(running(pid))
+        kill(owner.processIdentifier, SIGKILL)
+        try await eventually("the tie to notice its owner died") { !running(pid) }
     }
 
-    @Test func aMissingModelSaysRunBootstrap() async throws {
-        let server = EmbeddedServer(settings: ServerSettings(model: URL(fileURLWithPath: "/nonexistent/model.gguf")))
-        await #expect(throws: PolicyError.modelMissing("/nonexistent/model.gguf")) { try await server.ensureRunning() }
-        #expect(PolicyError.modelMissing("x").description.contains("scripts/bootstrap"))
+    @Test func aMissingModelSaysHowToFetchIt() async throws {
+        let server = EmbeddedServer(settings: ServerSettings(binary: FakeLlamaServer.binary, model: URL(fileURLWithPath: "/nonexistent/model.gguf"),
+                                                             fetchHint: EmbeddedModel.large.bootstrapCommand))
+        await #expect(throws: PolicyError.modelMissing("/nonexistent/model.gguf", fix: "QCODE_MODEL=1.5b scripts/bootstrap")) {
+            try await server.ensureRunning()
+        }
     }
 }

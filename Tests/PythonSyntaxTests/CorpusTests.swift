@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import PythonSyntax
 
 /// The corpus is generated at test time by scripts/syntax-corpus.py from the
@@ -32,8 +33,8 @@ enum Corpus {
 }
 
 @Suite struct CorpusTests {
-    @Test(.enabled(if: FileManager.default.fileExists(atPath: Corpus.train.path), "needs ../shared/data/mbpp/train.jsonl"))
-    func boundsOnMBPPCorpus() throws {
+    @Test(.enabled(if: Prerequisite.mbpp.shouldRun)) func boundsOnMBPPCorpus() throws {
+        try Prerequisite.mbpp.require()
         let corpus = try Corpus.generate()
         let parser = try PythonParser()
         var prefixes = 0, prefixesBroken = 0, mutants = 0, caught = 0

@@ -155,3 +155,38 @@ import Testing
         #expect(compared > 1000 || !FileManager.default.fileExists(atPath: Corpus.train.path), "compared \(compared)")
     }
 }
+
+@Suite struct TokenizerTests {
+    func kinds(_ s: String) -> [String] {
+        let t = PythonTokenizer(s)
+        return t.map { "\($0.kind):\(t.text(of: $0))" }
+    }
+
+    @Test func namesNumbersStringsAndWholeOperators() {
+        #expect(kinds("x **= 1e-5 // 2") == ["name:x", "op:**=", "number:1e-5", "op://", "number:2"])
+        #expect(kinds("f(a, b'x', rb\"y\")") == ["name:f", "op:(", "name:a", "op:,", "string:b'x'", "op:,", "string:rb\"y\"", "op:)"])
+        #expect(kinds("d[k] := -> ...") == ["name:d", "op:[", "name:k", "op:]", "op::=", "op:->", "op:..."])
+        // A prefix that is not a string prefix stays a name.
+        #expect(kinds("xy'z'") == ["name:xy", "string:'z'"])
+    }
+
+    @Test func commentsNewlinesAndContinuations() {
+        #expect(kinds("a # b(\n\\\nc") == ["name:a", "comment:# b(", "newline:\n", "continuation:\\\n", "name:c"])
+        #expect(kinds("a \\ b") == ["name:a", "strayBackslash:\\", "name:b"])
+    }
+
+    @Test func unfinishedAndCutStringsAreMarked() {
+        let open = Array(PythonTokenizer("x = '''abc\ndef"))
+        #expect(open.last?.kind == .string && open.last?.unterminated == true)
+        let cut = Array(PythonTokenizer("x = 'abc\ny"))
+        #expect(cut[2].cutByNewline && !cut[2].unterminated)
+        #expect(cut[3].kind == .newline)
+    }
+
+    @Test func codeTokensAreSlicesOfTheLine() {
+        let line = "    return s.upper()  # shout"
+        let tokens = PythonTokenizer.codeTokens(line)
+        #expect(tokens.map(\.text) == ["return", "s", ".", "upper", "(", ")"])
+        #expect(tokens.first?.kind == .name)
+    }
+}

@@ -4,6 +4,7 @@ import Foundation
 import QStar
 import Sandbox
 import Testing
+import TestSupport
 @testable import QVM
 
 /// Rollouts of one hand-made task: three programs sharing a first line.
@@ -236,16 +237,6 @@ func fixtureDataset(goodLogprob: Double = -1, badLogprob: Double = -2) throws ->
         #expect(q.count == 2 && q.allSatisfy { $0 > 0 && $0 < 1 })
         #expect(value.name == "qvm")
     }
-}
-
-struct NoModel: LanguageModel {
-    func complete(_ request: CompletionRequest) async throws -> CompletionResponse {
-        CompletionResponse(choices: [], usage: Usage())
-    }
-}
-
-struct NoVerifier: ProgramVerifier {
-    func run(_ job: JailJob) async throws -> TestReport { throw CancellationError() }
 }
 
 @Suite struct RolloutFileTests {

@@ -6,23 +6,30 @@ import Glibc
 
 /// A loopback HTTP/1.1 server that answers each request from a script, so the
 /// client's handling of protocol edge cases is tested against real sockets.
-final class ScriptedServer: Sendable {
-    struct Reply: Sendable {
-        var status = 200
-        var body: String
+public final class ScriptedServer: Sendable {
+    public struct Reply: Sendable {
+        public var status = 200
+        public var body: String
         /// Wait before answering (slow server).
-        var delay: Double = 0
+        public var delay: Double = 0
         /// Close after sending only this many body bytes (truncated response).
-        var truncateAt: Int?
+        public var truncateAt: Int?
+
+        public init(status: Int = 200, body: String, delay: Double = 0, truncateAt: Int? = nil) {
+            self.status = status
+            self.body = body
+            self.delay = delay
+            self.truncateAt = truncateAt
+        }
     }
 
-    let port: Int
+    public let port: Int
     private let fd: Int32
     private let replies: Mutex<[Reply]>
-    let requests = Mutex<[String]>([])
-    let connectionsClosedEarly = Atomic<Int>(0)
+    public let requests = Mutex<[String]>([])
+    public let connectionsClosedEarly = Atomic<Int>(0)
 
-    init(_ replies: [Reply]) throws {
+    public init(_ replies: [Reply]) throws {
         self.replies = Mutex(replies)
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var yes: Int32 = 1
@@ -39,9 +46,9 @@ final class ScriptedServer: Sendable {
         Thread.detachNewThread { [self] in acceptLoop() }
     }
 
-    var url: URL { URL(string: "http://127.0.0.1:\(port)")! }
+    public var url: URL { URL(string: "http://127.0.0.1:\(port)")! }
 
-    func close() { shutdown(fd, Int32(SHUT_RDWR)); Glibc.close(fd) }
+    public func close() { shutdown(fd, Int32(SHUT_RDWR)); Glibc.close(fd) }
 
     private func acceptLoop() {
         while true {

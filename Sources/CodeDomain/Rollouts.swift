@@ -1,4 +1,4 @@
-import CodeDomain
+import Basics
 import Foundation
 import Policy
 import QStar
@@ -46,28 +46,17 @@ public struct RolloutRecord: Sendable, Codable, Hashable {
     }
 }
 
-public enum QVMError: Error, Sendable, CustomStringConvertible, Equatable {
-    case modelMissing(String)
-    case modelCorrupt(String, String)
-    case modelVersion(String, found: Int, expected: Int)
-    case rolloutsUnreadable(String, String)
-    case noTrainingData(String)
-    case rolloutsUnwritable(String)
+/// Rollouts that cannot be read or written.
+public enum RolloutError: Error, Sendable, CustomStringConvertible, Equatable {
+    case unreadable(String, String)
+    case unwritable(String)
 
     public var description: String {
         switch self {
-        case .modelMissing(let path):
-            return "QVM model file \(path) not found: train one with `qcode train-qvm ROLLOUTS --out \(path)`, or use --value qvm for the shipped model"
-        case .modelCorrupt(let path, let why):
-            return "QVM model file \(path) is corrupt (\(why)): retrain it with `qcode train-qvm`"
-        case .modelVersion(let path, let found, let expected):
-            return "QVM model file \(path) has format version \(found), this qcode reads version \(expected): retrain it with this qcode's `train-qvm`"
-        case .rolloutsUnreadable(let path, let why):
+        case .unreadable(let path, let why):
             return "cannot read rollouts \(path): \(why); create it with `qcode rollouts DATA.jsonl --out \(path)`"
-        case .rolloutsUnwritable(let path):
+        case .unwritable(let path):
             return "cannot create rollouts file \(path): check that its folder is writable, or choose another --out"
-        case .noTrainingData(let path):
-            return "\(path) holds no usable rollouts: run `qcode rollouts` first"
         }
     }
 }
@@ -75,27 +64,14 @@ public enum QVMError: Error, Sendable, CustomStringConvertible, Equatable {
 /// Reading and appending rollouts JSONL. A torn last line (an interrupted
 /// run) is skipped rather than fatal.
 public enum RolloutFile {
-    public static func encoder() -> JSONEncoder {
-        let e = JSONEncoder()
-        e.keyEncodingStrategy = .convertToSnakeCase
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return e
-    }
-
-    public static func decoder() -> JSONDecoder {
-        let d = JSONDecoder()
-        d.keyDecodingStrategy = .convertFromSnakeCase
-        return d
-    }
-
     /// All records, grouped by task in file order.
     public static func load(_ path: String) throws -> [(taskId: String, records: [RolloutRecord])] {
-        guard FileManager.default.fileExists(atPath: path) else { throw QVMError.rolloutsUnreadable(path, "no such file") }
+        guard FileManager.default.fileExists(atPath: path) else { throw RolloutError.unreadable(path, "no such file") }
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw QVMError.rolloutsUnreadable(path, (error as NSError).localizedDescription)
+            throw RolloutError.unreadable(path, (error as NSError).localizedDescription)
         }
-        let decoder = decoder()
+        let decoder = JSONCoding.decoder
         var groups: [(taskId: String, records: [RolloutRecord])] = []
         var index: [String: Int] = [:]
         for line in data.split(separator: UInt8(ascii: "\n")) where !line.isEmpty {
@@ -113,7 +89,7 @@ public enum RolloutFile {
     public static func completedTasks(_ path: String, perTask: Int) -> Set<String> {
         guard let data = try? Data(contentsOf: URL(fileURLWithPath: path)) else { return [] }
         struct Id: Decodable { var taskId: String }
-        let decoder = decoder()
+        let decoder = JSONCoding.decoder
         var counts: [String: Int] = [:]
         for line in data.split(separator: UInt8(ascii: "\n")) where !line.isEmpty {
             if let r = try? decoder.decode(Id.self, from: Data(line)) { counts[r.taskId, default: 0] += 1 }
@@ -127,10 +103,10 @@ public enum RolloutFile {
         if !FileManager.default.fileExists(atPath: path) {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                throw QVMError.rolloutsUnwritable(path)
+                throw RolloutError.unwritable(path)
             }
         }
-        let encoder = encoder()
+        let encoder = JSONCoding.encoder
         var blob = Data()
         for r in records {
             blob.append(try encoder.encode(r))
@@ -205,13 +181,11 @@ public struct RolloutSampler: Sendable {
             let program = split.lines.isEmpty ? "" : split.lines.joined(separator: "\n") + "\n"
             let report = try await verifier.run(JailJob(program: program, tests: task.tests.joined(separator: "\n"),
                                                         setup: task.setup))
-            let total = max(report.total, task.tests.count)
-            let passed = report.outcome == .passed ? total : report.passed
+            let verdict = report.verification(expected: task.tests.count)
             records.append(RolloutRecord(
                 taskId: task.id, sample: i, lines: split.lines, lineLogprobSum: split.logprobSum, lineTokens: split.tokens,
-                ended: choice.finish != .length, testsPassed: passed, testsTotal: total,
-                outcome: report.syntaxError != nil ? "syntax error" : report.outcome.rawValue,
-                reward: report.outcome == .passed ? 1 : 0, visible: visible))
+                ended: choice.finish != .length, testsPassed: verdict.passed, testsTotal: verdict.total,
+                outcome: verdict.outcome, reward: verdict.reward, visible: visible))
         }
         return records
     }

@@ -1,3 +1,4 @@
+import QStar
 /// Renders an explored tree as a self-contained HTML page: each node's step,
 /// f, g, h, and the verifier's verdict, nested under its parent, in the order
 /// the search expanded them.

@@ -1,0 +1,132 @@
+import Basics
+import CodeDomain
+import Foundation
+import Testing
+import TestSupport
+@testable import qcode
+
+/// A fake llama-server listening on its own port: an `--endpoint` for the CLI.
+struct FakeEndpoint {
+    let fake: FakeLlamaServer
+    let process: Process
+    let url: String
+
+    init(program: String = "def add(a, b):\n    return a + b\n") async throws {
+        fake = try FakeLlamaServer(program: program)
+        let port = Int.random(in: 20000...60000)
+        process = Process()
+        process.executableURL = FakeLlamaServer.binary
+        process.arguments = ["-m", fake.script.path, "--host", "127.0.0.1", "--port", String(port)]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        url = "http://127.0.0.1:\(port)"
+        let health = url + "/health"
+        try await eventually("the fake endpoint to listen") {
+            (try? await run("/usr/bin/curl", ["-sf", health]).status) == 0
+        }
+    }
+
+    func stop() { process.terminate() }
+
+    /// `max_tokens` of each request it received, in order.
+    var maxTokens: [Int] {
+        guard let text = try? String(contentsOf: fake.log, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["max_tokens"] as? Int
+        }
+    }
+}
+
+/// Runs the built `qcode` as a user would, with a private config and socket.
+func qcode(_ arguments: [String], environment extra: [String: String] = [:]) async throws -> (status: Int32, output: String) {
+    var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("QCODE_") || $0.key == "QCODE_CACHE" }
+    env["XDG_CONFIG_HOME"] = try tempDirectory("qcode-cli-config").path
+    env["QCODE_JAIL"] = buildProducts.appendingPathComponent("qcode-jail").path
+    for (k, v) in extra { env[k] = v }
+    return try await run(buildProducts.appendingPathComponent("qcode").path, arguments, environment: env,
+                         currentDirectory: repoRoot)
+}
+
+@Suite struct SolveFlagTests {
+    /// Every field of `SolveOptions` has a flag, and the flags reach the same value the daemon decodes.
+    @Test func everyOptionHasAFlagThatSetsIt() throws {
+        var o = SolveOptions()
+        o.method = "best-of-n"
+        o.value = ValueChoice(.zero)
+        o.search.k = 7
+        o.search.lambda = 0.25
+        o.search.aggregation = .sum
+        o.search.budget = .init(maxExpansions: 9, maxGeneratedTokens: 321, maxSeconds: 42)
+        o.search.seed = 99
+        o.search.samples = 3
+        o.search.temperature = 0.3
+        o.search.maxDepth = 17
+        o.stepTokens = 8
+        o.maxLineTokens = 33
+        o.maxProgramTokens = 222
+        o.timeout = 4
+        let wire = try JSONSerialization.jsonObject(with: JSONCoding.encoder.encode(o)) as! [String: Any]
+        var arguments: [String] = []
+        for field in SolveOptions.Field.allCases {
+            arguments += [SolveFlags.flag(for: field.wireName), "\(wire[field.wireName]!)"]
+        }
+        #expect(try SolveFlags.parse(arguments).options() == o)
+        #expect(try SolveFlags.parse([]).options() == SolveOptions())
+    }
+
+    @Test func anOutOfRangeFlagIsRefusedByItsName() throws {
+        #expect { try SolveFlags.parse(["-k", "0"]).options() } throws: { "\($0)".contains("-k must be between 1 and 64") }
+        #expect { try SolveFlags.parse(["--budget-tokens", "0"]).options() } throws: { "\($0)".contains("--budget-tokens must be positive") }
+        #expect { try SolveFlags.parse(["--method", "mcts"]).options() } throws: { "\($0)".contains("--method must be one of qstar") }
+    }
+}
+
+@Suite(.serialized) struct ExecutableTests {
+    static let task = repoRoot.appendingPathComponent("examples/palindrome/task.json").path
+
+    @Test func aStepTokensFlagReachesTheSearchWithAndWithoutTheDaemon() async throws {
+        let endpoint = try await FakeEndpoint(program: "def is_palindrome(s):\n    return s == s[::-1]\n")
+        defer { endpoint.stop() }
+        let socket = tempSocketPath()
+        let common = ["solve", Self.task, "--endpoint", endpoint.url, "--api", "llama", "--step-tokens", "8",
+                      "-k", "2", "--budget-expansions", "2", "--socket", socket]
+        let here = try await qcode(common + ["--no-daemon"])
+        #expect(here.status != 2, "\(here.output)")
+        let inProcess = endpoint.maxTokens
+        #expect(!inProcess.isEmpty && inProcess.allSatisfy { $0 == 8 }, "\(inProcess)")
+        let there = try await qcode(common)
+        #expect(there.status != 2, "\(there.output)")
+        let viaDaemon = Array(endpoint.maxTokens.dropFirst(inProcess.count))
+        #expect(!viaDaemon.isEmpty && viaDaemon.allSatisfy { $0 == 8 }, "\(viaDaemon)")
+        _ = try await qcode(["stop", "--socket", socket])
+    }
+
+    @Test func exitStatusSaysWrongAnswerOrError() async throws {
+        let endpoint = try await FakeEndpoint(program: "def is_palindrome(s):\n    return False\n")
+        defer { endpoint.stop() }
+        let wrong = try await qcode(["solve", Self.task, "--endpoint", endpoint.url, "--api", "llama", "--method", "greedy", "--no-daemon"])
+        #expect(wrong.status == 1, "\(wrong.output)")
+        #expect(wrong.output.contains("# FAIL"))
+        let unreachable = try await qcode(["solve", Self.task, "--endpoint", "http://127.0.0.1:9", "--api", "llama",
+                                           "--method", "greedy", "--no-daemon", "--llm-timeout", "5"])
+        #expect(unreachable.status == 2, "\(unreachable.output)")
+        #expect(unreachable.output.contains("cannot reach the LLM server"))
+        let good = try await qcode(["solve", Self.task, "--endpoint", endpoint.url, "--api", "llama", "--method", "greedy",
+                                    "--no-daemon", "--json"])
+        let json = try JSONSerialization.jsonObject(with: Data(good.output.utf8)) as? [String: Any]
+        #expect(json?["method"] as? String == "greedy")
+    }
+
+    @Test func aMisspeltSettingIsRefusedNamingIt() async throws {
+        let env = try await qcode(["config"], environment: ["QCODE_SLOTZ": "2"])
+        #expect(env.status == 64 && env.output.contains("QCODE_SLOTZ"), "\(env.output)")
+        let dir = try tempDirectory("qcode-cli-config")
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("qcode"), withIntermediateDirectories: true)
+        try "slotz = 2\n".write(to: dir.appendingPathComponent("qcode/config.toml"), atomically: true, encoding: .utf8)
+        let file = try await qcode(["config"], environment: ["XDG_CONFIG_HOME": dir.path])
+        #expect(file.status == 64 && file.output.contains("unknown key 'slotz'") && file.output.contains("config.toml"), "\(file.output)")
+        let shown = try await qcode(["config"], environment: ["QCODE_MODEL": "1.5b"])
+        #expect(shown.output.contains("model = \"1.5b\"  # env QCODE_MODEL"), "\(shown.output)")
+    }
+}
