@@ -716,8 +716,9 @@ def _qcode_program():
 
     # Subclasses of built-in types travel as their base value, read through the
     # base type's own C methods, so no method of the subclass runs.
-    subs = ((int, int.__int__), (float, float.__float__), (complex, complex.__complex__),
-            (str, str.__str__), (bytes, bytes.__bytes__), (bytearray, lambda v: bytearray(memoryview(v))),
+    subs = ((int, int.__int__), (float, float.__float__),
+            (complex, lambda v: complex(complex.real.__get__(v), complex.imag.__get__(v))),
+            (str, str.__str__), (bytes, lambda v: bytes(memoryview(v))), (bytearray, lambda v: bytearray(memoryview(v))),
             (list, lambda v: list(list.__iter__(v))), (tuple, lambda v: tuple(tuple.__iter__(v))),
             (dict, lambda v: dict(dict.items(v))), (set, lambda v: set(set.__iter__(v))),
             (frozenset, lambda v: frozenset(frozenset.__iter__(v))))
@@ -834,7 +835,7 @@ def install_guards(allow):
     import sys
     frames = {"tb_frame", "gi_frame", "cr_frame", "ag_frame"}
     refused = {"sys._current_frames", "sys.settrace", "sys.setprofile", "gc.get_objects",
-               "gc.get_referrers", "gc.get_referents", "sys._getframemodulename"}
+               "gc.get_referrers", "gc.get_referents"}
     proc_files = {"mem", "maps", "smaps", "pagemap", "environ", "syscall", "stack", "auxv"}
     resolve = []
 

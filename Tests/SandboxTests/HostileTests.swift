@@ -507,6 +507,26 @@ struct HostileTests {
         #expect(String(decoding: out.stderr, as: UTF8.self).contains("usage"))
     }
 
+    /// A missing or unusable cgroup never fails a run: the rlimit fence takes over.
+    @Test func aMissingCgroupFallsBackToRlimits() async throws {
+        let launcher = try #require(Jail.locateLauncher())
+        let out = try await Spawner.run(executable: launcher.path, arguments: ["--cgroup", "/nonexistent-qcode-cgroup", "--", "/bin/true"],
+                                        stdin: Data(), safetyTimeout: 10, handle: LauncherHandle())
+        let st = try LauncherStatus.parse(out.status, launcherStderr: out.stderr)
+        #expect(st.ran && st.exitCode == 0 && st.memoryFence == "rlimit")
+    }
+
+    /// The fence in force is the one this host can offer: a cgroup v2 memory controller
+    /// (as root), else rlimits with memfd denied.
+    @Test func theMemoryFenceMatchesTheHost() async throws {
+        let (_, st) = try await Jail().runDetailed(JailJob(program: "x = 1\n", tests: "assert x == 1"))
+        let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        let root = mounts.split(separator: "\n").first { $0.contains(" - cgroup2 ") }.map { String($0.split(separator: " ")[4]) }
+        let controllers = root.flatMap { try? String(contentsOfFile: $0 + "/cgroup.controllers", encoding: .utf8) } ?? ""
+        let offered = getuid() == 0 && controllers.split(whereSeparator: \.isWhitespace).contains("memory")
+        #expect(st.memoryFence == (offered ? "cgroup" : "rlimit"))
+    }
+
     /// What the program sees at `/`: the allow-list and nothing else. (Printed for the record.)
     @Test func rootListing() async throws {
         let r = try await Jail().run(JailJob(program: "import os\nroot = sorted(os.listdir('/'))\netc = sorted(os.listdir('/etc'))\nprint(root, etc)\n",
