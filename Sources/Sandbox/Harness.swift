@@ -647,8 +647,14 @@ def _qcode_judge():
     emit('"kind":"done","count":%d' % done)
 
 
+_status = 0
 try:
     _qcode_judge()
+except BaseException:
+    # A bug here must show, and must never look like a finished run (no "done").
+    import traceback
+    traceback.print_exc()
+    _status = 1
 finally:
     try:
         import sys as _s
@@ -656,7 +662,7 @@ finally:
         _s.stderr.flush()
     except BaseException:
         pass
-    posix._exit(0)  # interpreter teardown would only add latency
+    posix._exit(_status)  # interpreter teardown would only add latency
 """#
 
     /// The untrusted side. fds: 0 requests, 1/2 output, 3 replies. It holds nothing

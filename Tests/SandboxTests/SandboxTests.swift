@@ -267,6 +267,17 @@ struct ReportBuilderTests {
         #expect(r.outcome == .passed && r.passed == 2)
     }
 
+    @Test func aFailedJudgeIsAnErrorNeverAPass() {
+        var judgeDied = status
+        judgeDied.judgeExitCode = 1
+        let out = LauncherOutput(stdout: Data(), stderr: Data("Traceback ...".utf8),
+                                 results: Data([plan, #"{"nonce":"n1","kind":"assert","index":0,"line":1,"passed":true}"#].joined(separator: "\n").utf8),
+                                 status: Data(), exitStatus: 0)
+        let r = ReportBuilder.build(nonce: "n1", output: out, status: judgeDied, limits: .default)
+        #expect(r.outcome == .error && r.passed == 1 && r.failed == 1)
+        #expect(r.asserts[1].message?.contains("the judge failed") == true)
+    }
+
     @Test func missingLauncherSaysWhatToDo() {
         #expect(throws: JailError.self) { try Jail(launcher: URL(fileURLWithPath: "/nonexistent/qcode-jail")) }
         #expect(JailError.launcherNotFound(searched: []).description.contains("swift build"))
