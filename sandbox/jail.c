@@ -577,6 +577,13 @@ static int setup_fs(const struct opts *o, char *err, size_t errlen) {
   for (int i = 0; i < o->nro; i++) {
     struct stat st;
     char inside[300];
+    /* Setup runs as an unprivileged host uid: a prefix under a 0700 directory (say
+     * /root) cannot be reached, and a jail without its interpreter is no jail. */
+    if (stat(o->ro[i], &st) < 0) {
+      snprintf(err, errlen, "--ro %s: %s (the jail's setup uid cannot reach it; use an interpreter "
+                            "under /usr or in a world-readable prefix)", o->ro[i], strerror(errno));
+      return -1;
+    }
     snprintf(inside, sizeof inside, ROOT "%s", o->ro[i]);
     if (lstat(inside, &st) == 0 && !S_ISDIR(st.st_mode)) continue; /* already reachable through a link */
     if (bind_ro(o->ro[i], 1) < 0) {
@@ -885,7 +892,7 @@ static int run(const struct opts *o, int ns, struct ids *ids, int slot_sock, str
   ids->memory_cgroup = cgroup_enter(o, pid);
   write_all(go_w, ids->memory_cgroup ? "c" : "g", 1);
   close(go_w);
-  close(0); /* the job belongs to the jail */
+  /* fd 0 (the job) stays open here: if namespace setup fails, the degraded retry needs it. */
 
   int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
   int dest[3] = {1, 2, 3};

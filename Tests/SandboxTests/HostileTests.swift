@@ -507,6 +507,30 @@ struct HostileTests {
         #expect(String(decoding: out.stderr, as: UTF8.self).contains("usage"))
     }
 
+    /// `--ro DIR` shows one more host directory, read-only; one the setup uid cannot reach
+    /// sends the run to degraded mode with the reason, and the job (stdin) still arrives.
+    @Test func extraReadOnlyDirectories() async throws {
+        let launcher = try #require(Jail.locateLauncher())
+        let open = "/var/tmp/qcode-ro-\(token)", closed = "/var/tmp/qcode-private-\(token)"
+        try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: closed + "/inner", withIntermediateDirectories: true)
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: closed)
+        defer { try? FileManager.default.removeItem(atPath: open); try? FileManager.default.removeItem(atPath: closed) }
+        try FileManager.default.copyItem(atPath: "/bin/cat", toPath: open + "/cat")
+        let input = Data("the job\n".utf8)
+        let shown = try await Spawner.run(executable: launcher.path, arguments: ["--ro", open, "--", open + "/cat"], stdin: input,
+                                          safetyTimeout: 10, handle: LauncherHandle())
+        let st = try LauncherStatus.parse(shown.status, launcherStderr: shown.stderr)
+        #expect(st.isolation == .namespaces && st.exitCode == 0 && shown.stdout == input, "\(st.setupError)")
+        let out = try await Spawner.run(executable: launcher.path, arguments: ["--ro", closed + "/inner", "--", "/bin/cat"], stdin: input,
+                                        safetyTimeout: 10, handle: LauncherHandle())
+        let fallback = try LauncherStatus.parse(out.status, launcherStderr: out.stderr)
+        if getuid() == 0 {
+            #expect(fallback.isolation == .degraded && fallback.degradedReason.contains("--ro"))
+            #expect(out.stdout == input, "the degraded retry lost the job on stdin")
+        }
+    }
+
     /// A missing or unusable cgroup never fails a run: the rlimit fence takes over.
     @Test func aMissingCgroupFallsBackToRlimits() async throws {
         let launcher = try #require(Jail.locateLauncher())
