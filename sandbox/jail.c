@@ -463,6 +463,15 @@ static int cgroup_enter(const struct opts *o, pid_t pid) {
   if (!has_word(path, "memory")) return 0;
   snprintf(path, sizeof path, "%s/cgroup.subtree_control", parent);
   if (!has_word(path, "memory") && write_file(path, "+memory") < 0) return 0;
+  /* Cgroups of launchers that were SIGKILLed: empty once their runs died, removable. */
+  DIR *d = opendir(parent);
+  for (struct dirent *e; d && (e = readdir(d));) {
+    int other = 0;
+    if (sscanf(e->d_name, "run-%d", &other) == 1 && other > 0 && kill(other, 0) < 0 && errno == ESRCH) {
+      if (snprintf(path, sizeof path, "%s/%s", parent, e->d_name) < (int)sizeof path) rmdir(path);
+    }
+  }
+  if (d) closedir(d);
   snprintf(g_cgroup, sizeof g_cgroup, "%s/run-%d", parent, (int)getpid());
   if (mkdir(g_cgroup, 0755) < 0) {
     g_cgroup[0] = '\0';
