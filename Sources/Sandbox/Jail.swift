@@ -8,48 +8,38 @@ public struct Jail: Sendable {
     public let launcher: URL
     public let python: String
     public let limits: JailLimits
-    /// Directories the jailed program must not see, beyond the launcher's fixed list
-    /// (homes, `/work`, `/run`, …): the caller's checkout lives wherever it was cloned.
-    public let hidden: [String]
+    /// The interpreter actually executed: `python` with symlinks resolved, so the jail's
+    /// allow-listed root only needs to show the directory it really lives in.
+    let interpreter: String
+    /// Directories the jail must show read-only besides `/usr` and friends: the
+    /// interpreter's prefix when it lives elsewhere (e.g. `/opt/python3.12`).
+    let extraReadOnly: [String]
+    /// The in-process defences of the program's interpreter (audit hooks). Only tests
+    /// of the lower layers turn them off, to reach seccomp and the kernel with ctypes.
+    var guards = true
 
     /// - Parameter launcher: the `qcode-jail` binary; `nil` finds it with `locateLauncher()`.
-    /// - Parameter hide: extra private directories; system directories and ancestors of
-    ///   the interpreter are dropped, since hiding them would leave nothing to run.
-    public init(launcher: URL? = nil, python: String = "/usr/bin/python3", limits: JailLimits = .default,
-                hide: [String] = Jail.privateDirectories()) throws {
+    public init(launcher: URL? = nil, python: String = "/usr/bin/python3", limits: JailLimits = .default) throws {
         guard let found = launcher ?? Jail.locateLauncher() else {
             throw JailError.launcherNotFound(searched: Jail.candidateLaunchers().map(\.path))
         }
         guard access(found.path, X_OK) == 0 else { throw JailError.launcherNotFound(searched: [found.path]) }
         guard access(python, X_OK) == 0 else { throw JailError.pythonMissing(python) }
+        try limits.validate()
         self.launcher = found
         self.python = python
         self.limits = limits
-        self.hidden = Jail.safeToHide(hide, python: python)
+        self.interpreter = URL(fileURLWithPath: python).resolvingSymlinksInPath().path
+        self.extraReadOnly = Jail.prefixOutsideSystem(interpreter)
     }
 
-    /// The current directory (the daemon's or the test run's checkout) and `$QCODE_CACHE`.
-    public static func privateDirectories() -> [String] {
-        var dirs = [FileManager.default.currentDirectoryPath]
-        if let cache = ProcessInfo.processInfo.environment["QCODE_CACHE"], !cache.isEmpty { dirs.append(cache) }
-        return dirs
-    }
+    static let systemDirectories = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
 
-    static let systemDirectories = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
-                                    "/etc", "/dev", "/proc", "/tmp"]
-
-    static func safeToHide(_ dirs: [String], python: String) -> [String] {
-        func isWithin(_ path: String, _ dir: String) -> Bool { path == dir || path.hasPrefix(dir + "/") }
-        var kept: [String] = []
-        for raw in dirs {
-            let dir = URL(fileURLWithPath: raw).standardizedFileURL.path
-            guard dir.hasPrefix("/"), dir != "/", !kept.contains(dir),
-                  !isWithin(python, dir),
-                  !systemDirectories.contains(where: { isWithin($0, dir) || isWithin(dir, $0) })
-            else { continue }
-            kept.append(dir)
-        }
-        return Array(kept.prefix(16))  // the launcher's limit
+    /// `/opt/py/bin/python3` needs `/opt/py` (its standard library lives under the prefix).
+    static func prefixOutsideSystem(_ interpreter: String) -> [String] {
+        if systemDirectories.contains(where: { interpreter.hasPrefix($0 + "/") }) { return [] }
+        let prefix = URL(fileURLWithPath: interpreter).deletingLastPathComponent().deletingLastPathComponent().path
+        return prefix == "/" || prefix.isEmpty ? [] : [prefix]
     }
 
     /// `$QCODE_JAIL`, then next to the running executable (the `qcode` binary, or the
@@ -81,7 +71,7 @@ public struct Jail: Sendable {
     }
 
     /// Launcher flags; `noUserNamespaces` forces degraded mode (for tests and doctor).
-    func arguments(noUserNamespaces: Bool = false) -> [String] {
+    func arguments(_ code: CompiledHarness, noUserNamespaces: Bool = false) -> [String] {
         var args = [
             "--wall", String(limits.wallSeconds), "--cpu", String(limits.cpuSeconds),
             "--mem", String(limits.memoryBytes), "--fsize", String(limits.fileSizeBytes),
@@ -89,17 +79,23 @@ public struct Jail: Sendable {
             "--out", String(limits.outputBytes), "--tmpfs", String(max(limits.fileSizeBytes * 2, 8 << 20)),
         ]
         if noUserNamespaces { args.append("--no-userns") }
-        for dir in hidden { args += ["--hide", dir] }
-        return args + ["--", python, "-I", "-S", "-B", "-c", Harness.source]
+        for dir in extraReadOnly { args += ["--ro", dir] }
+        if let cgroup = ProcessInfo.processInfo.environment["QCODE_JAIL_CGROUP"], cgroup.hasPrefix("/") {
+            args += ["--cgroup", cgroup]
+        }
+        let python = [interpreter, "-I", "-S", "-B", "-c", Harness.loader]
+        args += ["--judge", String(python.count + 1)] + python + [code.judge]
+        return args + ["--"] + python + [code.program]
     }
 
     func runDetailed(_ job: JailJob, noUserNamespaces: Bool = false) async throws -> (report: TestReport, status: LauncherStatus) {
         try Task.checkCancellation()
+        let code = try await HarnessCache.shared.compiled(for: self)
         let nonce = Jail.makeNonce()
-        let stdin = Harness.frame(nonce: nonce, job: job)
+        let stdin = Harness.frame(nonce: nonce, job: job, guards: guards)
         let handle = LauncherHandle()
         let output = try await withTaskCancellationHandler {
-            try await Spawner.run(executable: launcher.path, arguments: arguments(noUserNamespaces: noUserNamespaces),
+            try await Spawner.run(executable: launcher.path, arguments: arguments(code, noUserNamespaces: noUserNamespaces),
                                   stdin: stdin, safetyTimeout: limits.wallSeconds + 10, handle: handle)
         } onCancel: {
             handle.cancel()
@@ -130,9 +126,10 @@ public struct Jail: Sendable {
             """, tests: "assert net == 'denied'")
         let (report, status) = try await runDetailed(job)
         let version = report.stdout.split(separator: "\n").first.map(String.init) ?? "unknown"
+        let memory = status.memoryFence == "cgroup" ? "memory cgroup" : "rlimits (memfd denied)"
         var detail = status.isolation == .namespaces
-            ? "user, mount, PID, network, IPC and UTS namespaces; seccomp; rlimits; read-only root; tmpfs work dir"
-            : "degraded (seccomp + rlimits + nobody): \(status.degradedReason)"
+            ? "user, mount, PID, network, IPC and UTS namespaces; allow-listed read-only root; seccomp; \(memory); judge in its own process"
+            : "degraded (seccomp + \(memory) + a uid per run\(status.landlock > 0 ? " + landlock" : "")): \(status.degradedReason)"
         if report.outcome != .passed && report.outcome != .failed {
             detail += "; probe outcome \(report.outcome.rawValue): \(report.stderr.prefix(200))"
         }
@@ -155,12 +152,64 @@ struct LauncherStatus: Sendable, Decodable {
     var cpuMs: Double
     var degradedReason: String
     var setupError: String
+    /// The judge's own end (absent when the launcher ran a single command).
+    var judgeRan: Bool = false
+    var judgeExitCode: Int32 = 0
+    var judgeSignal: Int32 = 0
+    /// "cgroup" when a memory cgroup holds the run, "rlimit" when RLIMIT_AS does (memfd denied).
+    var memoryFence: String = "rlimit"
+    /// Degraded mode: the landlock ABI in force, 0 without landlock.
+    var landlock: Int = 0
+    /// The host uid the program ran as.
+    var programUid: UInt32 = 0
 
     enum CodingKeys: String, CodingKey {
-        case isolation, ran, signal
+        case isolation, ran, signal, landlock
         case exitCode = "exit_code", timedOut = "timed_out", outputFlood = "output_flood"
         case stdoutTruncated = "stdout_truncated", stderrTruncated = "stderr_truncated"
         case wallMs = "wall_ms", cpuMs = "cpu_ms", degradedReason = "degraded_reason", setupError = "setup_error"
+        case judgeRan = "judge_ran", judgeExitCode = "judge_exit_code", judgeSignal = "judge_signal"
+        case memoryFence = "memory_fence", programUid = "program_uid"
+    }
+
+    init(isolation: IsolationMode, ran: Bool, exitCode: Int32, signal: Int32, timedOut: Bool, outputFlood: Bool,
+         stdoutTruncated: Bool, stderrTruncated: Bool, wallMs: Double, cpuMs: Double, degradedReason: String,
+         setupError: String, judgeRan: Bool = true) {
+        self.isolation = isolation
+        self.ran = ran
+        self.exitCode = exitCode
+        self.signal = signal
+        self.timedOut = timedOut
+        self.outputFlood = outputFlood
+        self.stdoutTruncated = stdoutTruncated
+        self.stderrTruncated = stderrTruncated
+        self.wallMs = wallMs
+        self.cpuMs = cpuMs
+        self.degradedReason = degradedReason
+        self.setupError = setupError
+        self.judgeRan = judgeRan
+    }
+
+    init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        isolation = try c.decode(IsolationMode.self, forKey: .isolation)
+        ran = try c.decode(Bool.self, forKey: .ran)
+        exitCode = try c.decode(Int32.self, forKey: .exitCode)
+        signal = try c.decode(Int32.self, forKey: .signal)
+        timedOut = try c.decode(Bool.self, forKey: .timedOut)
+        outputFlood = try c.decode(Bool.self, forKey: .outputFlood)
+        stdoutTruncated = try c.decode(Bool.self, forKey: .stdoutTruncated)
+        stderrTruncated = try c.decode(Bool.self, forKey: .stderrTruncated)
+        wallMs = try c.decode(Double.self, forKey: .wallMs)
+        cpuMs = try c.decode(Double.self, forKey: .cpuMs)
+        degradedReason = try c.decode(String.self, forKey: .degradedReason)
+        setupError = try c.decode(String.self, forKey: .setupError)
+        judgeRan = try c.decodeIfPresent(Bool.self, forKey: .judgeRan) ?? false
+        judgeExitCode = try c.decodeIfPresent(Int32.self, forKey: .judgeExitCode) ?? 0
+        judgeSignal = try c.decodeIfPresent(Int32.self, forKey: .judgeSignal) ?? 0
+        memoryFence = try c.decodeIfPresent(String.self, forKey: .memoryFence) ?? "rlimit"
+        landlock = try c.decodeIfPresent(Int.self, forKey: .landlock) ?? 0
+        programUid = try c.decodeIfPresent(UInt32.self, forKey: .programUid) ?? 0
     }
 
     static func parse(_ data: Data, launcherStderr: Data) throws -> LauncherStatus {

@@ -1,8 +1,9 @@
 import Foundation
 
-/// Turns the harness's records into a verdict. Only lines carrying this run's
-/// nonce count; the plan (written before untrusted code ran) fixes which asserts
-/// must report, so a missing record is a failure, never a pass.
+/// Turns the judge's records into a report. The records come from the judge's
+/// process alone (the program never holds fd 3 or the nonce); the nonce check
+/// remains as a second fence. The plan fixes which asserts must report, so a
+/// missing record is a failure, never a pass.
 enum ReportBuilder {
     struct Record: Decodable {
         struct Planned: Decodable { var index: Int; var line: Int; var source: String }
@@ -16,9 +17,11 @@ enum ReportBuilder {
         var `where`: String?
         var asserts: [Planned]?
         var count: Int?
+        var expected: String?
+        var actual: String?
 
         enum CodingKeys: String, CodingKey {
-            case nonce, kind, index, line, passed, message, asserts, count, `where`
+            case nonce, kind, index, line, passed, message, asserts, count, `where`, expected, actual
             case excType = "exc_type"
         }
     }
@@ -58,7 +61,7 @@ enum ReportBuilder {
         for r in recs {
             if r.kind == "assert", let i = r.index, let p = plan.first(where: { $0.index == i }), results[i] == nil {
                 results[i] = AssertResult(index: i, line: p.line, source: p.source, passed: r.passed == true,
-                                          exceptionType: r.excType, message: r.message)
+                                          exceptionType: r.excType, message: r.message, expected: r.expected, actual: r.actual)
             } else if r.kind == "stmt" {
                 extra.append(AssertResult(index: -1, line: r.line ?? 0, source: "", passed: false,
                                           exceptionType: r.excType, message: r.message))
@@ -73,6 +76,8 @@ enum ReportBuilder {
             whyNotRun = "not run: wall-clock limit of \(limits.wallSeconds) s reached"
         } else if status.signal != 0 {
             whyNotRun = "not run: the program was killed by signal \(status.signal)"
+        } else if !done && status.judgeRan && (status.judgeSignal != 0 || status.judgeExitCode != 0) {
+            whyNotRun = "not run: the judge failed (exit \(status.judgeExitCode), signal \(status.judgeSignal))"
         } else {
             whyNotRun = "not run: the program exited (code \(status.exitCode)) before this assert"
         }
@@ -96,6 +101,9 @@ enum ReportBuilder {
         } else if let e = programError {
             report.outcome = .error
             report.stderr = stderr + "\n[qcode: \(e.where ?? "program") raised \(e.excType ?? "?"): \(e.message ?? "")]"
+        } else if !done && status.judgeRan && (status.judgeSignal != 0 || status.judgeExitCode != 0) {
+            report.outcome = .error
+            report.stderr = stderr + "\n[qcode: the judge failed (exit \(status.judgeExitCode), signal \(status.judgeSignal)); see stderr above]"
         } else if plan.isEmpty {
             report.outcome = .error
             report.stderr = stderr + "\n[qcode: the test file has no top-level assert statements]"

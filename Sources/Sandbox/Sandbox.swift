@@ -31,6 +31,21 @@ public struct JailLimits: Sendable, Hashable, Codable {
     }
 
     public static let `default` = JailLimits()
+
+    /// The launcher refuses anything else (a NaN wall clock would disable the limit);
+    /// checking here turns that into an error that names the field.
+    func validate() throws {
+        func check(_ ok: Bool, _ field: String, _ range: String) throws {
+            if !ok { throw JailError.invalidLimits("\(field) must be \(range)") }
+        }
+        try check(wallSeconds.isFinite && wallSeconds > 0 && wallSeconds <= 86_400, "wallSeconds", "a finite number in (0, 86400]")
+        try check((1...86_400).contains(cpuSeconds), "cpuSeconds", "in 1...86400")
+        try check((32 << 20...1 << 40).contains(memoryBytes), "memoryBytes", "between 32 MiB and 1 TiB")
+        try check((0...1 << 40).contains(fileSizeBytes), "fileSizeBytes", "between 0 and 1 TiB")
+        try check((1...65_536).contains(maxProcesses), "maxProcesses", "in 1...65536")
+        try check((8...65_536).contains(maxOpenFiles), "maxOpenFiles", "in 8...65536")
+        try check((0...1 << 30).contains(outputBytes), "outputBytes", "between 0 and 1 GiB")
+    }
 }
 
 /// A program and the tests that judge it (MBPP: `test_list` joined, `test_setup_code`).
@@ -69,22 +84,29 @@ public struct AssertResult: Sendable, Codable, Hashable {
     public var passed: Bool
     public var exceptionType: String?
     public var message: String?
+    /// For a failed comparison, the expected side as the judge printed it (`repr`).
+    public var expected: String?
+    /// For a failed assert, what the program's side evaluated to (`repr`).
+    public var actual: String?
 
-    public init(index: Int, line: Int, source: String, passed: Bool, exceptionType: String? = nil, message: String? = nil) {
+    public init(index: Int, line: Int, source: String, passed: Bool, exceptionType: String? = nil, message: String? = nil,
+                expected: String? = nil, actual: String? = nil) {
         self.index = index
         self.line = line
         self.source = source
         self.passed = passed
         self.exceptionType = exceptionType
         self.message = message
+        self.expected = expected
+        self.actual = actual
     }
 }
 
 public enum IsolationMode: String, Sendable, Codable {
-    /// User, mount, PID, network, IPC and UTS namespaces + seccomp + rlimits.
+    /// User, mount, PID, network, IPC and UTS namespaces, an allow-listed root, seccomp, rlimits.
     case namespaces
-    /// No user namespaces here: seccomp + rlimits + nobody only; the host filesystem is
-    /// protected by permissions alone (world-writable places such as /tmp stay writable).
+    /// No user namespaces here: seccomp + rlimits, a uid of its own per run (as root), and,
+    /// where the kernel has landlock, the same filesystem allow-list (see sandbox/README.md).
     case degraded
 }
 
@@ -127,6 +149,8 @@ public enum JailError: Error, CustomStringConvertible, Sendable {
     case spawnFailed(String, errno: Int32)
     case launcherFailed(String)
     case protocolError(String)
+    case invalidLimits(String)
+    case harnessUnavailable(String)
 
     public var description: String {
         switch self {
@@ -145,6 +169,11 @@ public enum JailError: Error, CustomStringConvertible, Sendable {
                 + "Run `qcode doctor` to check namespace support on this machine."
         case .protocolError(let message):
             return "the jail launcher's status could not be read (\(message)); the launcher and this build may be out of sync: rebuild with `swift build`."
+        case .invalidLimits(let message):
+            return "invalid jail limits: \(message). Fix the JailLimits passed to Jail (or the matching command-line flags)."
+        case .harnessUnavailable(let message):
+            return "the jail could not prepare its Python harness: \(message). "
+                + "Run `qcode doctor` to check the jail, and check that the interpreter runs (`python3 -I -S -c pass`)."
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,36 +19,52 @@ struct LauncherOutput: Sendable {
     var exitStatus: Int32
 }
 
-/// Holds the launcher's pid so cancellation can kill it from another thread.
-/// Killing the launcher is enough: init dies by PDEATHSIG, and with it the PID namespace.
-final class LauncherHandle: @unchecked Sendable {
-    private let lock = NSLock()
-    private var pid: pid_t = 0
-    private var cancelled = false
-    private var reaped = false
+/// Holds the launcher's pid so cancellation can stop it from another thread.
+/// SIGTERM first: the launcher kills the jail at once and still removes what it made
+/// (degraded mode's work dir, a cgroup). SIGKILL follows if it lingers; then init
+/// dies by PDEATHSIG, and with it the PID namespace.
+final class LauncherHandle: Sendable {
+    private struct State {
+        var pid: pid_t = 0
+        var cancelled: ContinuousClock.Instant?
+        var killed = false
+        var reaped = false
+    }
+
+    private let state = Mutex(State())
 
     /// Records the pid; returns false when cancellation came first (the caller then kills it).
     func started(_ p: pid_t) -> Bool {
-        lock.lock(); defer { lock.unlock() }
-        pid = p
-        return !cancelled
+        state.withLock { s in
+            s.pid = p
+            return s.cancelled == nil
+        }
     }
 
     func cancel() {
-        lock.lock(); defer { lock.unlock() }
-        cancelled = true
-        if pid > 0 && !reaped { kill(pid, SIGKILL) }
+        // Signals go out under the lock, so they can never race markReaped() and hit a reused pid.
+        state.withLock { s in
+            if s.cancelled == nil { s.cancelled = .now }
+            if s.pid > 0 && !s.reaped { kill(s.pid, SIGTERM) }
+        }
+    }
+
+    /// SIGKILL for a launcher that has not gone within `grace` of cancellation.
+    func escalate(after grace: Duration) {
+        state.withLock { s in
+            guard let since = s.cancelled, !s.killed, s.pid > 0, !s.reaped, ContinuousClock.now - since > grace else { return }
+            s.killed = true
+            kill(s.pid, SIGKILL)
+        }
     }
 
     /// Before waitpid: after it the pid may be reused, so no kill may follow.
     func markReaped() {
-        lock.lock(); defer { lock.unlock() }
-        reaped = true
+        state.withLock { $0.reaped = true }
     }
 
     var isCancelled: Bool {
-        lock.lock(); defer { lock.unlock() }
-        return cancelled
+        state.withLock { $0.cancelled != nil }
     }
 }
 
@@ -134,7 +151,7 @@ enum Spawner {
         }
         for fd in closeList { close(fd) }
         closeList = readEnds
-        if !handle.started(pid) { kill(pid, SIGKILL) }
+        if !handle.started(pid) { handle.cancel() }
 
         var buffers = [Data](repeating: Data(), count: 4)
         // The launcher caps what it relays; this is a second fence against a broken launcher.
@@ -143,6 +160,7 @@ enum Spawner {
         let deadline = Date().addingTimeInterval(safetyTimeout)
         var chunk = [UInt8](repeating: 0, count: 65536)
         while open.contains(where: { $0 != nil }) {
+            handle.escalate(after: .seconds(2))
             let remaining = deadline.timeIntervalSinceNow
             if remaining <= 0 { kill(pid, SIGKILL); break }
             var pfds = open.compactMap { $0 }.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }

@@ -8,8 +8,13 @@ struct HostileCase: Sendable, CustomStringConvertible {
     var program: String
     var tests: String
     var limits: JailLimits = hostileLimits
-    var check: @Sendable (TestReport) -> Bool
-    var description: String { name }
+    /// The program interpreter's audit hooks. Off for attacks on the layers below
+    /// (they need ctypes), and for forgeries, to show the judge holds without them.
+    var guards = true
+    /// Run in degraded mode (`--no-userns`).
+    var degraded = false
+    var check: @Sendable (TestReport, LauncherStatus) -> Bool
+    var description: String { "\(name)\(degraded ? " [degraded]" : "")\(guards ? "" : " [no guards]")" }
 }
 
 /// Marker paths are unique per test process, so an earlier run cannot mask an escape.
@@ -17,6 +22,8 @@ let token = "qcode-hostile-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
 let repoDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 let home = ProcessInfo.processInfo.environment["HOME"] ?? "/root"
 let markers = ["/etc/\(token)", "/tmp/\(token)", "\(repoDir)/\(token)", "\(home)/\(token)", "/var/tmp/\(token)", "/dev/shm/\(token)"]
+/// A top-level host directory the jail was never told about: it must not show.
+let secretDir = "/qcode-secret-\(token)"
 
 /// The attack runs in `try`; `r` is the name of the exception it raised, or "ok".
 func attempt(_ body: String, imports: String = "import os, sys, socket, ctypes, signal") -> String {
@@ -34,17 +41,218 @@ func attempt(_ body: String, imports: String = "import os, sys, socket, ctypes, 
     """
 }
 
-func expectDenied(_ name: String, _ body: String, as expected: String) -> HostileCase {
-    HostileCase(name: name, program: attempt(body), tests: "assert r == \(pyString(expected))") { $0.outcome == .passed && $0.passed == 1 }
+/// An attack on a layer below the interpreter: guards off, so ctypes reaches the kernel.
+func expectDenied(_ name: String, _ body: String, as expected: String..., degraded: Bool = false) -> HostileCase {
+    HostileCase(name: name, program: attempt(body), tests: "assert r in \(pyList(expected))", guards: false, degraded: degraded) { r, _ in
+        r.outcome == .passed && r.passed == 1
+    }
 }
 
 func pyString(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "\\'") + "'" }
+func pyList(_ xs: [String]) -> String { "[" + xs.map(pyString).joined(separator: ", ") + "]" }
 
 /// CPU limits no other suite uses, so the left-over check can tell our processes apart.
 let hostileLimits = JailLimits(cpuSeconds: 7)
 let short = JailLimits(wallSeconds: 3, cpuSeconds: 2)
 
-let hostileCases: [HostileCase] = [
+// MARK: - Forged verdicts
+
+/// Tests no honest `add` can pass: any "passed" below is a forged verdict.
+let wrongTests = "assert add(2, 2) == 999\nassert False\n"
+/// Every fd the program holds beyond 0-2: wherever the harness put its channels.
+let channelFds = "import os\ndef channels():\n    return [int(f) for f in os.listdir('/proc/self/fd') if int(f) > 2]\n"
+
+/// Each forgery on both paths, with and without the in-process guards: the judge
+/// must hold on its own. A forgery "fails to forge" when nothing passes.
+func forgery(_ name: String, _ program: String, tests: String = wrongTests) -> [HostileCase] {
+    [false, true].flatMap { degraded in
+        [true, false].map { guards in
+            HostileCase(name: "forgery: " + name, program: program, tests: tests, guards: guards, degraded: degraded) { r, _ in
+                r.passed == 0 && r.outcome != .passed
+            }
+        }
+    }
+}
+
+let forgeries: [HostileCase] = [
+    // The harness used to call `exec` by name in a namespace sharing the real builtins.
+    forgery("builtins.exec patched", "import builtins\nbuiltins.exec = lambda *a, **k: None\nbuiltins.eval = lambda *a, **k: True\n"
+            + "def add(a, b):\n    return a + b\n"),
+    // The harness used to keep its `emit` in a frame the program could walk up to.
+    forgery("frame walk to the harness, then os._exit", """
+        import os, sys
+        try:
+            f = sys._getframe(1)
+            while f is not None:
+                emit = f.f_locals.get('emit')
+                if emit:
+                    for i in range(2):
+                        emit('"kind":"assert","index":%d,"line":1,"passed":true' % i)
+                    emit('"kind":"done","count":2')
+                f = f.f_back
+        except Exception:
+            pass
+        os._exit(0)
+        """),
+    // The harness's list of steps used to be reachable through gc.
+    forgery("gc: swap the test steps", """
+        import gc
+        try:
+            for o in gc.get_objects():
+                if type(o) is list and o and type(o[0]) is tuple and len(o[0]) == 5:
+                    o[:] = [(True, i, 1, compile('pass', '<x>', 'exec'), False) for i in range(len(o))]
+        except Exception:
+            pass
+        def add(a, b):
+            return a + b
+        """),
+    // No Python introspection at all: the nonce out of our own memory, records to every fd.
+    forgery("nonce from /proc/self/mem, forged records", channelFds + """
+        import re
+        nonce = None
+        try:
+            with open('/proc/self/maps') as maps, open('/proc/self/mem', 'rb', 0) as mem:
+                for line in maps:
+                    lo, hi = (int(x, 16) for x in line.split()[0].split('-'))
+                    if 'rw' not in line.split()[1] or hi - lo > 1 << 26:
+                        continue
+                    try:
+                        mem.seek(lo)
+                        m = re.search(rb'"nonce":"([0-9a-f]{64})"', mem.read(hi - lo))
+                    except OSError:
+                        continue
+                    if m:
+                        nonce = m.group(1).decode()
+                        break
+        except OSError:
+            pass
+        for fd in channels():
+            try:
+                for i in range(2):
+                    os.write(fd, ('{"nonce":"%s","kind":"assert","index":%d,"line":1,"passed":true}\\n' % (nonce, i)).encode())
+                os.write(fd, ('{"nonce":"%s","kind":"done","count":2}\\n' % nonce).encode())
+            except OSError:
+                pass
+        def add(a, b):
+            return a + b
+        """),
+    forgery("an object whose __eq__ is always True", "class Yes:\n    def __eq__(self, o):\n        return True\n"
+            + "    __ne__ = __eq__\n    def __bool__(self):\n        return True\ndef add(a, b):\n    return Yes()\n"),
+    forgery("an int subclass whose __eq__ is always True", "class I(int):\n    def __eq__(self, o):\n        return True\n"
+            + "def add(a, b):\n    return I(4)\n"),
+    // An evil __sub__/__abs__/__float__ making `abs(f(x) - e) < tol` or isclose hold.
+    forgery("arithmetic dunders choosing the difference", """
+        class F:
+            def __sub__(self, o): return 0.0
+            __rsub__ = __sub__
+            def __abs__(self): return 0.0
+            def __float__(self): return 999.0
+            def __lt__(self, o): return True
+        def add(a, b):
+            return F()
+        """, tests: "import math\nassert abs(add(2, 2) - 999) < 0.01\nassert math.isclose(add(2, 2), 999)\nassert add(2, 2) < 0"),
+    forgery("builtins.len/sorted/isinstance patched", """
+        import builtins
+        builtins.len = lambda x: 999
+        builtins.sorted = lambda x, **k: 999
+        builtins.isinstance = lambda *a: True
+        builtins.AssertionError = type('Nothing', (BaseException,), {})
+        def add(a, b):
+            return [2, 2]
+        """, tests: "assert len(add(2, 2)) == 999\nassert sorted(add(2, 2)) == 999\nassert isinstance(add(2, 2), str)\nassert False"),
+    forgery("sys.modules replaced", """
+        import sys, types
+        fake = types.ModuleType('m')
+        fake.eq = lambda a, b: True
+        sys.modules['_operator'] = fake
+        sys.modules['operator'] = fake
+        sys.modules['marshal'] = None
+        sys.modules['builtins'].AssertionError = type('Nothing', (BaseException,), {})
+        def add(a, b):
+            return a + b
+        """),
+    forgery("a thread forging replies after the harness starts", channelFds + """
+        import threading, time
+        def spam():
+            time.sleep(0.05)
+            for _ in range(500):
+                for fd in channels():
+                    try:
+                        os.write(fd, b'2\\nVT' + b'{"nonce":"","kind":"done"}\\n')
+                    except OSError:
+                        pass
+        threading.Thread(target=spam, daemon=True).start()
+        def add(a, b):
+            time.sleep(0.3)
+            return a + b
+        """),
+    forgery("replies forged before any request", channelFds + """
+        for fd in channels():
+            try:
+                os.write(fd, b'2\\nVT' * 50)
+            except OSError:
+                pass
+        def add(a, b):
+            return a + b
+        """),
+    forgery("closes every channel", channelFds + "for fd in channels():\n    os.close(fd)\ndef add(a, b):\n    return 999\n"),
+    forgery("dup2s over every channel", channelFds + """
+        r, w = os.pipe()
+        for fd in channels():
+            if fd not in (r, w):
+                os.dup2(w, fd)
+        def add(a, b):
+            return 999
+        """),
+    forgery("exits inside the call", "import os\ndef add(a, b):\n    os._exit(0)\n"),
+].flatMap { $0 }
+
+// MARK: - In-process guards (defence in depth)
+
+func guarded(_ name: String, _ body: String, as expected: String...) -> HostileCase {
+    let program = "import os, sys, gc\ntry:\n" + body.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n")
+        + "\n    r = 'ok'\nexcept BaseException as e:\n    r = type(e).__name__\n"
+    return HostileCase(name: "guard: " + name, program: program, tests: "assert r in \(pyList(expected))") { r, _ in
+        r.outcome == .passed && r.passed == 1
+    }
+}
+
+let guards: [HostileCase] = [
+    guarded("sys._getframe", "sys._getframe(1)", as: "ValueError"),
+    guarded("traceback frames", "try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    e.__traceback__.tb_frame", as: "AttributeError"),
+    guarded("generator frames", "def g():\n    yield 1\ng().gi_frame", as: "AttributeError"),
+    guarded("sys._current_frames", "sys._current_frames()", as: "PermissionError"),
+    guarded("settrace", "sys.settrace(lambda *a: None)", as: "PermissionError"),
+    guarded("setprofile", "sys.setprofile(lambda *a: None)", as: "PermissionError"),
+    guarded("gc.get_objects", "gc.get_objects()", as: "PermissionError"),
+    guarded("gc.get_referrers", "gc.get_referrers(sys)", as: "PermissionError"),
+    guarded("ctypes", "import ctypes", as: "ImportError"),
+    guarded("/proc/self/mem", "open('/proc/self/mem', 'rb')", as: "PermissionError"),
+    guarded("/proc/self/maps", "open('/proc/self/maps')", as: "PermissionError"),
+    guarded("/proc/self/mem through a symlink", "os.symlink('/proc/self/mem', '/tmp/m')\nopen('/tmp/m', 'rb')", as: "PermissionError"),
+    HostileCase(name: "guard: the standard library still works", program: """
+        import collections, dataclasses, enum, logging, typing, warnings, functools
+        P = collections.namedtuple('P', 'a b')
+        class E(enum.Enum):
+            A = 1
+        @dataclasses.dataclass
+        class D:
+            x: int = 1
+        T = typing.TypeVar('T')
+        logging.warning('logged')
+        warnings.warn('warned')
+        r = (P(1, 2).b, E.A.value, D().x, functools.reduce(lambda a, b: a + b, [1, 2]))
+        """, tests: "assert r == (2, 1, 1, 3)") { r, _ in r.outcome == .passed },
+    // The tests use the judge's builtins, whatever the program did to its own.
+    HostileCase(name: "guard: patched builtins do not reach the tests", program: "import builtins\nbuiltins.len = lambda x: 0\n"
+                + "builtins.sorted = lambda x: [9]\n", tests: "assert len([1, 2]) == 2\nassert sorted([2, 1]) == [1, 2]") { r, _ in
+        r.outcome == .passed && r.passed == 2
+    },
+]
+
+// MARK: - Layers below the interpreter (guards off)
+
+let layers: [HostileCase] = [
     // Network: socket() itself is denied, so no address family gets anywhere.
     expectDenied("tcp connect", "socket.create_connection(('1.1.1.1', 80), timeout=1)", as: "PermissionError"),
     expectDenied("tcp listen", "s = socket.socket(); s.bind(('0.0.0.0', 8080)); s.listen()", as: "PermissionError"),
@@ -55,103 +263,204 @@ let hostileCases: [HostileCase] = [
     // Processes: threads yes, fork no.
     expectDenied("fork", "os.fork()", as: "PermissionError"),
     expectDenied("subprocess", "import subprocess; subprocess.run(['/bin/true'])", as: "PermissionError"),
-    HostileCase(name: "fork bomb", program: "import os\nwhile True:\n    os.fork()\n", tests: "assert True") {
-        $0.outcome == .error && $0.stderr.contains("PermissionError")
+    HostileCase(name: "fork bomb", program: "import os\nwhile True:\n    os.fork()\n", tests: "assert True") { r, _ in
+        r.outcome == .error && r.stderr.contains("PermissionError")
     },
-    HostileCase(name: "multiprocessing", program: "import multiprocessing as m\np = m.Process(target=print)\np.start()\n", tests: "assert True") {
-        $0.outcome == .error
-    },
+    HostileCase(name: "multiprocessing", program: "import multiprocessing as m\np = m.Process(target=print)\np.start()\n",
+                tests: "assert True") { r, _ in r.outcome == .error },
     HostileCase(name: "threads work", program: """
         import threading
         out = []
         ts = [threading.Thread(target=lambda i=i: out.append(i * i)) for i in range(8)]
         for t in ts: t.start()
         for t in ts: t.join()
-        """, tests: "assert sorted(out) == [i * i for i in range(8)]") { $0.outcome == .passed },
-    expectDenied("thread bomb", "import threading, time\nfor _ in range(10000):\n    threading.Thread(target=time.sleep, args=(5,), daemon=True).start()", as: "RuntimeError"),
-    // Filesystem: read-only everywhere but the throwaway /tmp.
+        """, tests: "assert sorted(out) == [i * i for i in range(8)]") { r, _ in r.outcome == .passed },
+    expectDenied("thread bomb", "import threading, time\nfor _ in range(10000):\n    threading.Thread(target=time.sleep, args=(5,), daemon=True).start()",
+                 as: "RuntimeError"),
+    // Filesystem: an allow-listed read-only root; only the throwaway /tmp is writable.
     expectDenied("write /etc", "open('/etc/\(token)', 'w').write('x')", as: "OSError"),
     HostileCase(name: "write /tmp stays in the jail", program: attempt("open('/tmp/\(token)', 'w').write('x')"),
-                tests: "assert r == 'ok'\nimport os\nassert os.path.exists('/tmp/\(token)')") { $0.outcome == .passed && $0.passed == 2 },
-    // The checkout is hidden wherever it was cloned: gone under /work, empty and read-only elsewhere.
-    HostileCase(name: "write repo", program: attempt("open('\(repoDir)/\(token)', 'w').write('x')"),
-                tests: "assert r in ('FileNotFoundError', 'OSError')") { $0.outcome == .passed && $0.passed == 1 },
-    HostileCase(name: "repo is invisible", program: "import os\nseen = os.listdir('\(repoDir)') if os.path.isdir('\(repoDir)') else []\n",
-                tests: "assert seen == []") { $0.outcome == .passed },
-    expectDenied("write $HOME", "open('\(home)/\(token)', 'w').write('x')", as: "OSError"),
-    expectDenied("write /var/tmp", "open('/var/tmp/\(token)', 'w').write('x')", as: "OSError"),
-    expectDenied("write /dev/shm", "open('/dev/shm/\(token)', 'w').write('x')", as: "OSError"),
-    expectDenied("file size bomb", "f = open('/tmp/big', 'wb')\nfor _ in range(64):\n    f.write(b'x' * (1 << 20))\n    f.flush()", as: "OSError"),
+                tests: "assert r == 'ok'\nimport os\nassert os.path.exists('/tmp/\(token)')", guards: false) { r, _ in
+        r.outcome == .passed && r.passed == 2
+    },
+    expectDenied("write repo", "open('\(repoDir)/\(token)', 'w').write('x')", as: "FileNotFoundError", "OSError"),
     expectDenied("read daemon files", "open('\(repoDir)/Package.swift').read()", as: "FileNotFoundError"),
-    expectDenied("read /etc/shadow", "open('/etc/shadow').read()", as: "PermissionError"),
-    HostileCase(name: "private dirs are empty", program: "import os\nseen = os.listdir('/root') + os.listdir('/run') + os.listdir('/home')\n",
-                tests: "assert seen == []") { $0.outcome == .passed },
+    expectDenied("write $HOME", "open('\(home)/\(token)', 'w').write('x')", as: "FileNotFoundError", "OSError"),
+    expectDenied("write /var/tmp", "open('/var/tmp/\(token)', 'w').write('x')", as: "FileNotFoundError"),
+    expectDenied("write /dev/shm", "open('/dev/shm/\(token)', 'w').write('x')", as: "FileNotFoundError"),
+    expectDenied("read /etc/shadow", "open('/etc/shadow').read()", as: "FileNotFoundError"),
+    expectDenied("a new top-level host directory", "open('\(secretDir)/secret.txt').read()", as: "FileNotFoundError"),
+    HostileCase(name: "unlisted host directories do not exist", program: """
+        import os
+        seen = [d for d in ['/root', '/home', '/run', '/work', '/srv', '/opt', '/mnt', '/media', '/var', '/sys', '/boot',
+                            '\(repoDir)', '\(secretDir)', '/dev/shm', '/dev/pts'] if os.path.exists(d)]
+        """, tests: "assert seen == []") { r, _ in r.outcome == .passed },
+    // Host devices: only null, zero, full, random and urandom exist.
+    expectDenied("/dev/ptmx", "open('/dev/ptmx', 'r+b')", as: "FileNotFoundError"),
+    expectDenied("a host disk", "open('/dev/vda', 'rb')", as: "FileNotFoundError"),
+    HostileCase(name: "/dev holds five devices", program: "import os\ndevs = sorted(os.listdir('/dev'))\n"
+                + "open('/dev/null', 'w').write('x')\nz = open('/dev/zero', 'rb').read(2)\nu = len(open('/dev/urandom', 'rb').read(4))\n",
+                tests: "assert devs == ['fd', 'full', 'null', 'random', 'stderr', 'stdin', 'stdout', 'urandom', 'zero']\n"
+                + "assert z == b'\\x00\\x00' and u == 4") { r, _ in r.outcome == .passed && r.passed == 2 },
+    HostileCase(name: "every mount is nosuid, nodev but the five devices, read-only but /tmp", program: """
+        mounts = []
+        for line in open('/proc/self/mountinfo'):
+            f = line.split()
+            mounts.append((f[4], set(f[5].split(','))))
+        bad = [m for m, o in mounts if 'nosuid' not in o
+               or ('nodev' not in o and m not in ('/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom'))
+               or ('ro' not in o and m not in ('/tmp', '/proc', '/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom'))]
+        """, tests: "assert bad == []\nassert len(mounts) >= 8") { r, _ in r.outcome == .passed && r.passed == 2 },
     // Memory, CPU, time, output.
     expectDenied("8 GiB allocation", "bytearray(8 << 30)", as: "MemoryError"),
     expectDenied("memory creep", "xs = []\nwhile True:\n    xs.append(bytearray(50 << 20))", as: "MemoryError"),
-    HostileCase(name: "infinite loop", program: "while True:\n    pass\n", tests: "assert True", limits: short) { $0.outcome == .timeout },
-    HostileCase(name: "sleep forever", program: "import time\ntime.sleep(1000)\n", tests: "assert True", limits: short) {
-        $0.outcome == .timeout && $0.wallMs < 6000
+    expectDenied("file size bomb", "f = open('/tmp/big', 'wb')\nfor _ in range(64):\n    f.write(b'x' * (1 << 20))\n    f.flush()", as: "OSError"),
+    // memfd pages live outside RLIMIT_AS: ~900 MiB past a 1 GiB limit before this fix.
+    HostileCase(name: "memfd beyond the address-space limit", program: attempt("""
+        fd = os.memfd_create('m')
+        chunk = b'x' * (64 << 20)
+        for _ in range(24):
+            os.write(fd, chunk)
+        """), tests: "assert r in ('PermissionError', 'OSError', 'MemoryError')", guards: false) { r, st in
+        st.memoryFence == "cgroup" ? (r.passed == 1 || r.outcome == .crashed) : (r.outcome == .passed && r.stdout.isEmpty)
     },
-    HostileCase(name: "stdout flood", program: "while True:\n    print('x' * 10000)\n", tests: "assert True") {
-        $0.outcome == .crashed && $0.stdout.utf8.count <= (64 << 10) + 100
+    // Without a cgroup, pipe buffers are the other way past RLIMIT_AS: no growth, fewer fds.
+    HostileCase(name: "pipe buffers stay small without a memory cgroup", program: attempt("import fcntl, resource\n"
+                + "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])\nr, w = os.pipe()\nfcntl.fcntl(w, 1031, 1 << 20)"),
+                tests: "assert True", guards: false) { r, st in
+        st.memoryFence == "cgroup" || (r.outcome == .passed && r.stdout == "32\n")
     },
-    HostileCase(name: "stderr flood", program: "import sys\nwhile True:\n    sys.stderr.write('y' * 10000)\n", tests: "assert True") {
-        $0.outcome == .crashed && $0.stderr.utf8.count <= (64 << 10) + 200
+    HostileCase(name: "pipe buffer growth is refused without a memory cgroup",
+                program: attempt("import fcntl\nr, w = os.pipe()\nfcntl.fcntl(w, 1031, 1 << 20)"),
+                tests: "assert r == 'PermissionError'", guards: false) { r, st in st.memoryFence == "cgroup" || r.outcome == .passed },
+    HostileCase(name: "infinite loop", program: "while True:\n    pass\n", tests: "assert True", limits: short) { r, _ in r.outcome == .timeout },
+    HostileCase(name: "sleep forever", program: "import time\ntime.sleep(1000)\n", tests: "assert True", limits: short) { r, _ in
+        r.outcome == .timeout && r.wallMs < 6000
     },
-    HostileCase(name: "results channel flood", program: "import os\nwhile True:\n    os.write(3, b'z' * 65536)\n", tests: "assert True") {
-        $0.outcome == .crashed && $0.passed == 0
+    HostileCase(name: "stdout flood", program: "while True:\n    print('x' * 10000)\n", tests: "assert True") { r, _ in
+        r.outcome == .crashed && r.stdout.utf8.count <= (64 << 10) + 100
     },
+    HostileCase(name: "stderr flood", program: "import sys\nwhile True:\n    sys.stderr.write('y' * 10000)\n", tests: "assert True") { r, _ in
+        r.outcome == .crashed && r.stderr.utf8.count <= (64 << 10) + 200
+    },
+    HostileCase(name: "flood of the channel to the judge", program: channelFds + "while True:\n    for fd in channels():\n"
+                + "        try:\n            os.write(fd, b'z' * 65536)\n        except OSError:\n            pass\n",
+                tests: "assert True", limits: short) { r, _ in r.passed == 0 && r.outcome != .passed },
     // Signals, ptrace, /proc, keyring, mount, namespaces.
     expectDenied("kill parent", "os.kill(os.getppid(), signal.SIGKILL)", as: "PermissionError"),
     expectDenied("kill init", "os.kill(1, signal.SIGKILL)", as: "PermissionError"),
     expectDenied("kill everyone", "os.kill(-1, signal.SIGKILL)", as: "PermissionError"),
     expectDenied("kill group", "os.killpg(0, signal.SIGKILL)", as: "PermissionError"),
-    HostileCase(name: "ptrace", program: attempt("r = errno_of(libc.ptrace(0, 0, 0, 0))"), tests: "assert r == 'errno1'") { $0.outcome == .passed },
-    expectDenied("/proc/1/mem", "open('/proc/1/mem', 'rb').read(1)", as: "FileNotFoundError"),
-    HostileCase(name: "/proc shows only the jail", program: "import os\npids = [p for p in os.listdir('/proc') if p.isdigit()]\n",
-                tests: "import os\nassert pids == [str(os.getpid())]") { $0.outcome == .passed },
-    HostileCase(name: "keyring", program: attempt("r = errno_of(libc.syscall(250, 0, -3, 0))"), tests: "assert r == 'errno1'") { $0.outcome == .passed },
-    HostileCase(name: "add_key", program: attempt("r = errno_of(libc.syscall(248, b'user', b'k', b'v', 1, -3))"), tests: "assert r == 'errno1'") { $0.outcome == .passed },
-    HostileCase(name: "mount", program: attempt("r = errno_of(libc.mount(b'none', b'/tmp', b'tmpfs', 0, None))"), tests: "assert r == 'errno1'") { $0.outcome == .passed },
-    HostileCase(name: "unshare", program: attempt("r = errno_of(libc.unshare(0x10000000))"), tests: "assert r == 'errno1'") { $0.outcome == .passed },
-    HostileCase(name: "clone3", program: attempt("r = errno_of(libc.syscall(435, 0, 0))"), tests: "assert r == 'errno38'") { $0.outcome == .passed },
-    HostileCase(name: "x32 syscall ABI", program: "import ctypes\nctypes.CDLL(None).syscall(0x40000000 + 41, 2, 1, 0)\n", tests: "assert True") {
-        $0.outcome == .crashed && $0.signal == SIGSYS
+    expectDenied("F_SETOWN", "import fcntl\nr, w = os.pipe()\nfcntl.fcntl(r, fcntl.F_SETOWN, 1)", as: "PermissionError"),
+    expectDenied("F_SETSIG", "import fcntl\nr, w = os.pipe()\nfcntl.fcntl(r, 10, signal.SIGKILL)", as: "PermissionError"),
+    expectDenied("F_SETOWN_EX", "import fcntl\nr, w = os.pipe()\nfcntl.fcntl(r, 15, bytes(8))", as: "PermissionError"),
+    expectDenied("FIOSETOWN", "import fcntl\nr, w = os.pipe()\nfcntl.ioctl(r, 0x8901, bytes(4))", as: "PermissionError"),
+    expectDenied("prlimit on another process", "import resource\nresource.prlimit(1, resource.RLIMIT_CPU)", as: "PermissionError"),
+    HostileCase(name: "ptrace", program: attempt("r = errno_of(libc.ptrace(0, 0, 0, 0))"), tests: "assert r == 'errno1'", guards: false) { r, _ in
+        r.outcome == .passed
     },
+    expectDenied("/proc/1/mem", "open('/proc/1/mem', 'rb').read(1)", as: "FileNotFoundError"),
+    HostileCase(name: "/proc shows only the program", program: "import os\nonly_me = [p for p in os.listdir('/proc') if p.isdigit()] == [str(os.getpid())]\n",
+                tests: "assert only_me") { r, _ in r.outcome == .passed },
+    HostileCase(name: "keyring", program: attempt("r = errno_of(libc.syscall(250, 0, -3, 0))"), tests: "assert r == 'errno1'", guards: false) { r, _ in
+        r.outcome == .passed
+    },
+    HostileCase(name: "add_key", program: attempt("r = errno_of(libc.syscall(248, b'user', b'k', b'v', 1, -3))"), tests: "assert r == 'errno1'",
+                guards: false) { r, _ in r.outcome == .passed },
+    HostileCase(name: "mount", program: attempt("r = errno_of(libc.mount(b'none', b'/tmp', b'tmpfs', 0, None))"), tests: "assert r == 'errno1'",
+                guards: false) { r, _ in r.outcome == .passed },
+    HostileCase(name: "unshare", program: attempt("r = errno_of(libc.unshare(0x10000000))"), tests: "assert r == 'errno1'", guards: false) { r, _ in
+        r.outcome == .passed
+    },
+    HostileCase(name: "clone3", program: attempt("r = errno_of(libc.syscall(435, 0, 0))"), tests: "assert r == 'errno38'", guards: false) { r, _ in
+        r.outcome == .passed
+    },
+    HostileCase(name: "x32 syscall ABI", program: "import ctypes\nctypes.CDLL(None).syscall(0x40000000 + 41, 2, 1, 0)\n", tests: "assert True",
+                guards: false) { r, _ in r.outcome == .crashed && r.signal == SIGSYS },
+    // A foreign-ABI call used to kill only its thread: the run then hung until the wall clock.
+    HostileCase(name: "x32 syscall from a thread kills the process", program: """
+        import ctypes, threading, time
+        t = threading.Thread(target=lambda: ctypes.CDLL(None).syscall(0x40000000 + 39))
+        t.start()
+        t.join()
+        time.sleep(30)
+        """, tests: "assert True", guards: false) { r, _ in r.outcome == .crashed && r.signal == SIGSYS && r.wallMs < 5000 },
+    HostileCase(name: "i386 int 0x80 from a thread kills the process", program: """
+        import ctypes, mmap, threading, time
+        code = bytes([0xb8, 20, 0, 0, 0, 0xcd, 0x80, 0xc3])  # mov eax, 20 (getpid); int 0x80; ret
+        buf = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+        buf.write(code)
+        addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+        fn = ctypes.CFUNCTYPE(ctypes.c_int)(addr)
+        t = threading.Thread(target=fn)
+        t.start()
+        t.join()
+        time.sleep(30)
+        """, tests: "assert True", guards: false) { r, _ in r.outcome == .crashed && r.signal == SIGSYS && r.wallMs < 5000 },
     expectDenied("chroot", "os.chroot('/tmp')", as: "PermissionError"),
     expectDenied("sethostname", "socket.sethostname('evil')", as: "PermissionError"),
     // Exit-code cheats: the verdict must come from the asserts.
-    HostileCase(name: "os._exit(0)", program: "import os\nos._exit(0)\n", tests: "assert False") {
-        $0.outcome == .failed && $0.passed == 0 && $0.asserts.first?.message?.contains("not run") == true
+    HostileCase(name: "os._exit(0)", program: "import os\nos._exit(0)\n", tests: "assert False") { r, _ in
+        r.outcome == .failed && r.passed == 0 && r.asserts.first?.message?.contains("not run") == true
     },
-    HostileCase(name: "sys.exit(0)", program: "import sys\nsys.exit(0)\n", tests: "assert False") { $0.outcome == .error && $0.passed == 0 },
-    HostileCase(name: "raise SystemExit", program: "raise SystemExit\n", tests: "assert False") { $0.outcome == .error && $0.passed == 0 },
-    HostileCase(name: "exit inside an assert", program: "import os\ndef f():\n    os._exit(0)\n", tests: "assert f() == 1\nassert False") {
-        $0.outcome == .failed && $0.passed == 0 && $0.total == 2
+    HostileCase(name: "sys.exit(0)", program: "import sys\nsys.exit(0)\n", tests: "assert False") { r, _ in r.outcome == .error && r.passed == 0 },
+    HostileCase(name: "raise SystemExit", program: "raise SystemExit\n", tests: "assert False") { r, _ in r.outcome == .error && r.passed == 0 },
+    HostileCase(name: "exit inside an assert", program: "import os\ndef f():\n    os._exit(0)\n", tests: "assert f() == 1\nassert False") { r, _ in
+        r.outcome == .failed && r.passed == 0 && r.total == 2
     },
-    HostileCase(name: "forged records", program: """
-        import os
-        for i in range(3):
-            line = '{"nonce":"%s","kind":"assert","index":%d,"line":1,"passed":true}\\n' % ("0" * 64, i)
-            os.write(3, line.encode()); print(line)
-        os.write(3, b'{"nonce":"","kind":"done","count":3}\\n')
-        os._exit(0)
-        """, tests: "assert False\nassert False\nassert False") { $0.outcome == .failed && $0.passed == 0 },
-    HostileCase(name: "closes the channel", program: "import os\nos.close(3)\n", tests: "assert True") { $0.outcome == .failed && $0.passed == 0 },
-    HostileCase(name: "exec another program", program: "import os\nos.execv('/bin/true', ['true'])\n", tests: "assert True") {
-        $0.outcome == .failed && $0.passed == 0
+    HostileCase(name: "exec another program", program: "import os\nos.execv('/bin/true', ['true'])\n", tests: "assert True") { r, _ in
+        r.outcome == .failed && r.passed == 0
     },
 ]
 
+// MARK: - Degraded mode (no user namespaces)
+
+let degradedCases: [HostileCase] = [
+    expectDenied("tcp connect", "socket.create_connection(('1.1.1.1', 80), timeout=1)", as: "PermissionError", degraded: true),
+    expectDenied("fork", "os.fork()", as: "PermissionError", degraded: true),
+    expectDenied("kill parent", "os.kill(os.getppid(), signal.SIGKILL)", as: "PermissionError", degraded: true),
+    expectDenied("F_SETOWN", "import fcntl\nr, w = os.pipe()\nfcntl.fcntl(r, fcntl.F_SETOWN, os.getppid())", as: "PermissionError", degraded: true),
+    expectDenied("F_SETSIG", "import fcntl\nr, w = os.pipe()\nfcntl.fcntl(r, 10, signal.SIGKILL)", as: "PermissionError", degraded: true),
+    expectDenied("ptrace the launcher's memory", "open('/proc/%d/mem' % os.getppid(), 'rb').read(1)", as: "PermissionError", "FileNotFoundError",
+                 degraded: true),
+    expectDenied("memfd", "os.memfd_create('m')", as: "PermissionError", degraded: true),
+    // Landlock (where the kernel has it) gives degraded mode the same allow-list.
+    HostileCase(name: "filesystem allow-list", program: attempt("""
+        out = []
+        for p in ['/dev/ptmx', '/etc/passwd', '\(secretDir)/secret.txt', '\(repoDir)/Package.swift', '/tmp/\(token)-deg', '/var/tmp/\(token)-deg']:
+            try:
+                open(p, 'r+b' if p.startswith('/dev') else 'r' if 'secret' in p or p.endswith('.swift') or p == '/etc/passwd' else 'w')
+                out.append(p)
+            except OSError:
+                pass
+        open('mine.txt', 'w').write('x')
+        r = out
+        """), tests: "assert r == []", guards: false, degraded: true) { r, st in st.landlock == 0 || r.outcome == .passed },
+    HostileCase(name: "x32 syscall from a thread kills the process", program: """
+        import ctypes, threading, time
+        t = threading.Thread(target=lambda: ctypes.CDLL(None).syscall(0x40000000 + 39))
+        t.start()
+        t.join()
+        time.sleep(30)
+        """, tests: "assert True", guards: false, degraded: true) { r, _ in r.outcome == .crashed && r.signal == SIGSYS && r.wallMs < 5000 },
+    HostileCase(name: "a uid of its own", program: "import os\nuid = os.getuid()\n", tests: "assert uid not in (0, 65534)", degraded: true) { r, st in
+        getuid() != 0 || (r.outcome == .passed && st.programUid != 65534 && st.programUid != 0)
+    },
+]
+
+let hostileCases = forgeries + guards + layers + degradedCases
+
 @Suite("Hostile programs", .serialized)
 struct HostileTests {
-    @Test("every hostile program is contained and the host is untouched")
+    @Test("every hostile program is contained, no verdict is forged, and the host is untouched")
     func hostileSuite() async throws {
-        #expect(hostileCases.count >= 30)
+        #expect(hostileCases.count >= 100)
         let launcher = try #require(Jail.locateLauncher(), "build qcode-jail first")
-        let results = try await withThrowingTaskGroup(of: (Int, TestReport).self) { group in
-            var out: [Int: TestReport] = [:]
+        try FileManager.default.createDirectory(atPath: secretDir, withIntermediateDirectories: true)
+        try "secret".write(toFile: secretDir + "/secret.txt", atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: secretDir) }
+        let results = try await withThrowingTaskGroup(of: (Int, TestReport, LauncherStatus).self) { group in
+            var out: [Int: (TestReport, LauncherStatus)] = [:]
             var next = 0
             // Two at a time: the machine has two cores and other builds.
             func add() {
@@ -159,19 +468,24 @@ struct HostileTests {
                 let i = next
                 next += 1
                 let c = hostileCases[i]
-                group.addTask { (i, try await Jail(launcher: launcher, limits: c.limits).run(JailJob(program: c.program, tests: c.tests))) }
+                group.addTask {
+                    var jail = try Jail(launcher: launcher, limits: c.limits)
+                    jail.guards = c.guards
+                    let (r, st) = try await jail.runDetailed(JailJob(program: c.program, tests: c.tests), noUserNamespaces: c.degraded)
+                    return (i, r, st)
+                }
             }
             add(); add()
-            while let (i, r) = try await group.next() {
-                out[i] = r
+            while let (i, r, st) = try await group.next() {
+                out[i] = (r, st)
                 add()
             }
             return out
         }
         for (i, c) in hostileCases.enumerated() {
-            let r = try #require(results[i])
-            #expect(c.check(r), "\(c.name): outcome \(r.outcome) passed \(r.passed)/\(r.total) \(r.asserts.map { $0.message ?? "" }) stderr: \(r.stderr.suffix(300))")
-            #expect(r.isolation == .namespaces, "\(c.name)")
+            let (r, st) = try #require(results[i])
+            #expect(c.check(r, st), "\(c): outcome \(r.outcome) passed \(r.passed)/\(r.total) \(r.asserts.map { $0.message ?? "" }) stderr: \(r.stderr.suffix(300))")
+            #expect(r.isolation == (c.degraded ? .degraded : .namespaces), "\(c)")
         }
         for m in markers {
             #expect(!FileManager.default.fileExists(atPath: m), "escaped: \(m) exists on the host")
@@ -180,10 +494,153 @@ struct HostileTests {
         try await Task.sleep(for: .milliseconds(200))
         #expect(jailProcesses(cpuSeconds: 7).isEmpty && jailProcesses(cpuSeconds: 2).isEmpty, "left-over jailed processes")
     }
+
+    /// The launcher's numeric flags: only finite, bounded values (`--wall nan` used to disable the wall clock).
+    @Test(arguments: [["--wall", "nan"], ["--wall", "inf"], ["--wall", "-1"], ["--wall", "1e9"], ["--cpu", "0"], ["--cpu", "5x"],
+                      ["--mem", "-1"], ["--mem", "99999999999999999999"], ["--tmpfs", "0"], ["--nofile", "2"], ["--status-fd", "3"],
+                      ["--judge", "0"], ["--ro", "relative"], ["--ro", "/usr/../etc"]])
+    func launcherRefusesBadFlags(_ flags: [String]) async throws {
+        let launcher = try #require(Jail.locateLauncher())
+        let out = try await Spawner.run(executable: launcher.path, arguments: flags + ["--", "/bin/true"], stdin: Data(),
+                                        safetyTimeout: 10, handle: LauncherHandle())
+        #expect((out.exitStatus >> 8) & 0xff == 2, "\(flags) was accepted")
+        #expect(String(decoding: out.stderr, as: UTF8.self).contains("usage"))
+    }
+
+    /// `--ro DIR` shows one more host directory, read-only; one the setup uid cannot reach
+    /// sends the run to degraded mode with the reason, and the job (stdin) still arrives.
+    @Test func extraReadOnlyDirectories() async throws {
+        let launcher = try #require(Jail.locateLauncher())
+        let open = "/var/tmp/qcode-ro-\(token)", closed = "/var/tmp/qcode-private-\(token)"
+        try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: closed + "/inner", withIntermediateDirectories: true)
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: closed)
+        defer { try? FileManager.default.removeItem(atPath: open); try? FileManager.default.removeItem(atPath: closed) }
+        try FileManager.default.copyItem(atPath: "/bin/cat", toPath: open + "/cat")
+        let input = Data("the job\n".utf8)
+        let shown = try await Spawner.run(executable: launcher.path, arguments: ["--ro", open, "--", open + "/cat"], stdin: input,
+                                          safetyTimeout: 10, handle: LauncherHandle())
+        let st = try LauncherStatus.parse(shown.status, launcherStderr: shown.stderr)
+        #expect(st.isolation == .namespaces && st.exitCode == 0 && shown.stdout == input, "\(st.setupError)")
+        let out = try await Spawner.run(executable: launcher.path, arguments: ["--ro", closed + "/inner", "--", "/bin/cat"], stdin: input,
+                                        safetyTimeout: 10, handle: LauncherHandle())
+        let fallback = try LauncherStatus.parse(out.status, launcherStderr: out.stderr)
+        if getuid() == 0 {
+            #expect(fallback.isolation == .degraded && fallback.degradedReason.contains("--ro"))
+            #expect(out.stdout == input, "the degraded retry lost the job on stdin")
+        }
+    }
+
+    /// A missing or unusable cgroup never fails a run: the rlimit fence takes over.
+    @Test func aMissingCgroupFallsBackToRlimits() async throws {
+        let launcher = try #require(Jail.locateLauncher())
+        let out = try await Spawner.run(executable: launcher.path, arguments: ["--cgroup", "/nonexistent-qcode-cgroup", "--", "/bin/true"],
+                                        stdin: Data(), safetyTimeout: 10, handle: LauncherHandle())
+        let st = try LauncherStatus.parse(out.status, launcherStderr: out.stderr)
+        #expect(st.ran && st.exitCode == 0 && st.memoryFence == "rlimit")
+    }
+
+    /// The fence in force is the one this host can offer: a cgroup v2 memory controller
+    /// (as root), else rlimits with memfd denied.
+    @Test func theMemoryFenceMatchesTheHost() async throws {
+        let (_, st) = try await Jail().runDetailed(JailJob(program: "x = 1\n", tests: "assert x == 1"))
+        let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        let root = mounts.split(separator: "\n").first { $0.contains(" - cgroup2 ") }.map { String($0.split(separator: " ")[4]) }
+        let controllers = root.flatMap { try? String(contentsOfFile: $0 + "/cgroup.controllers", encoding: .utf8) } ?? ""
+        let offered = getuid() == 0 && controllers.split(whereSeparator: \.isWhitespace).contains("memory")
+        #expect(st.memoryFence == (offered ? "cgroup" : "rlimit"))
+    }
+
+    /// What the program sees at `/`: the allow-list and nothing else. (Printed for the record.)
+    @Test func rootListing() async throws {
+        let r = try await Jail().run(JailJob(program: "import os\nroot = sorted(os.listdir('/'))\netc = sorted(os.listdir('/etc'))\nprint(root, etc)\n",
+                                             tests: "assert set(root) <= {'bin', 'dev', 'etc', 'lib', 'lib32', 'lib64', 'libx32', 'proc', 'sbin', 'tmp', 'usr'}\n"
+                                                 + "assert {'usr', 'tmp', 'dev', 'proc', 'etc'} <= set(root)\n"
+                                                 + "assert set(etc) <= {'alternatives', 'group', 'hostname', 'hosts', 'ld.so.cache', 'localtime', 'passwd'}"))
+        print("jail root:", r.stdout)
+        #expect(r.outcome == .passed && r.passed == 3, "\(r.asserts.map { $0.message ?? "" })")
+    }
+
+    /// Concurrent degraded runs never share a uid, cannot reach one another's memory
+    /// or work dir, and leave no work dir behind.
+    @Test func degradedRunsAreKeptApart() async throws {
+        guard getuid() == 0 else { return } // distinct uids need root; as a user everything runs as that user
+        let jail = try Jail(limits: JailLimits(wallSeconds: 20, cpuSeconds: 11))
+        let sleeper = Task { try await jail.runDetailed(JailJob(program: "import time\ntime.sleep(8)\n", tests: "assert True"), noUserNamespaces: true) }
+        defer { sleeper.cancel() }
+        // Find the sleeper's program and work dir from the host.
+        var victim: (pid: Int32, uid: UInt32)?
+        for _ in 0..<100 where victim == nil {
+            try await Task.sleep(for: .milliseconds(50))
+            for pid in jailProcesses(cpuSeconds: 11) {
+                guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+                      let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }),
+                      let uid = line.split(separator: "\t").dropFirst().first.flatMap({ UInt32($0) }), uid >= 1_879_048_192,
+                      let cwd = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd"), cwd.hasPrefix("/tmp/qcode-jail-")
+                else { continue }
+                victim = (pid, uid)
+            }
+        }
+        let v = try #require(victim, "the sleeping jail did not show up")
+        let workdir = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(v.pid)/cwd")
+        let attacker = """
+            import os
+            got = []
+            for what, f in [('mem', lambda: open('/proc/\(v.pid)/mem', 'rb').read(1)),
+                            ('environ', lambda: open('/proc/\(v.pid)/environ', 'rb').read()),
+                            ('workdir', lambda: open('\(workdir)/planted', 'w').write('x')),
+                            ('signal', lambda: os.kill(\(v.pid), 9))]:
+                try:
+                    f()
+                    got.append(what)
+                except OSError:
+                    pass
+            uid = os.getuid()
+            """
+        var attacking = jail
+        attacking.guards = false
+        let (r, st) = try await attacking.runDetailed(JailJob(program: attacker, tests: "assert got == []"), noUserNamespaces: true)
+        #expect(r.outcome == .passed, "\(r.asserts.map { $0.message ?? "" }) \(r.stderr.suffix(200))")
+        #expect(st.programUid != v.uid, "two concurrent runs shared uid \(v.uid)")
+        #expect(kill(v.pid, 0) == 0, "the sleeper should still be running")
+        sleeper.cancel()
+        _ = await sleeper.result
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(!FileManager.default.fileExists(atPath: workdir), "the sleeper's work dir was left behind")
+    }
+
+    /// The clean-up runs as the program's uid on directory fds: a deep tree goes, and a
+    /// symlink planted in the work dir is removed without touching what it points to.
+    @Test func degradedCleanupRemovesOnlyTheWorkDir() async throws {
+        let target = "/var/tmp/qcode-victim-\(token)"
+        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+        try "keep".write(toFile: target + "/keep.txt", atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: target) }
+        let program = """
+            import os
+            os.symlink('\(target)', 'link')
+            os.symlink('\(target)/keep.txt', 'file-link')
+            d = os.getcwd()
+            for i in range(300):
+                os.mkdir('d')
+                os.chdir('d')
+                open('f', 'w').write('x')
+            os.chdir(d)
+            where = d
+            print(d)
+            """
+        let (r, _) = try await Jail().runDetailed(JailJob(program: program, tests: "assert where.startswith('/tmp/qcode-jail-')"),
+                                                  noUserNamespaces: true)
+        #expect(r.outcome == .passed, "\(r.asserts.map { $0.message ?? "" }) \(r.stderr.suffix(300))")
+        #expect(FileManager.default.fileExists(atPath: target + "/keep.txt"))
+        let workdir = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(workdir.hasPrefix("/tmp/qcode-jail-"))
+        #expect(!FileManager.default.fileExists(atPath: workdir), "work dir \(workdir) was not removed")
+    }
 }
 
 /// Pids of jail processes started with CPU limit `cpuSeconds`: launchers (flag on the
-/// command line) and jailed programs (their RLIMIT_CPU). Other suites run in parallel
+/// command line) and jailed processes (their RLIMIT_CPU). Other suites run in parallel
 /// with other limits, so each suite looks only for its own.
 func jailProcesses(cpuSeconds: Int) -> Set<Int32> {
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []

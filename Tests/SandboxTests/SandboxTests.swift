@@ -83,7 +83,9 @@ struct JailTests {
     @Test func degradedModeStillDeniesNetworkAndFork() async throws {
         let job = JailJob(program: attempt("socket.socket()") + "\nnet = r\n" + attempt("os.fork()") + "\n",
                           tests: "assert net == 'PermissionError'\nassert r == 'PermissionError'")
-        let (r, status) = try await jail.runDetailed(job, noUserNamespaces: true)
+        var layers = jail
+        layers.guards = false // the probe uses ctypes
+        let (r, status) = try await layers.runDetailed(job, noUserNamespaces: true)
         #expect(r.isolation == .degraded)
         #expect(status.degradedReason.contains("--no-userns"))
         #expect(r.outcome == .passed && r.passed == 2)
@@ -110,25 +112,92 @@ struct JailTests {
         #expect(p.pythonVersion.hasPrefix("3."))
     }
 
-    @Test func anExtraHiddenDirectoryIsEmptyInside() async throws {
-        // Not under /tmp (a fresh tmpfs inside) nor a directory the launcher always hides.
-        let dir = "/var/qcode-hide-test-\(getpid())"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        try "secret".write(toFile: dir + "/secret.txt", atomically: true, encoding: .utf8)
-        let probe = JailJob(program: "import os\nseen = os.listdir('\(dir)') if os.path.isdir('\(dir)') else []\n",
-                            tests: "assert seen == []")
-        let open = try Jail(hide: [])
-        #expect(try await open.run(probe).outcome == .failed)
-        let hiding = try Jail(hide: [dir])
-        #expect(try await hiding.run(probe).outcome == .passed)
+    @Test func anInterpreterOutsideUsrBringsItsPrefix() {
+        #expect(Jail.prefixOutsideSystem("/usr/bin/python3.11") == [])
+        #expect(Jail.prefixOutsideSystem("/opt/py3/bin/python3") == ["/opt/py3"])
+        #expect(Jail.prefixOutsideSystem("/python3") == [])
     }
 
-    @Test func systemDirectoriesAreNeverHidden() {
-        let kept = Jail.safeToHide(["/", "/usr", "/usr/local/src", "/", "/srv/repo/", "/srv/repo", "/etc/x", "/data/../data/x"],
-                                   python: "/usr/bin/python3")
-        #expect(kept == ["/srv/repo", "/data/x"])
-        #expect(Jail.safeToHide(["/opt/py"], python: "/opt/py/bin/python3") == [])
+    @Test func limitsOutsideTheirRangeAreRefusedUpFront() {
+        for bad in [JailLimits(wallSeconds: .nan), JailLimits(wallSeconds: .infinity), JailLimits(wallSeconds: -1),
+                    JailLimits(cpuSeconds: 0), JailLimits(memoryBytes: 1 << 20), JailLimits(maxOpenFiles: 2)] {
+            #expect(throws: JailError.self) { try Jail(limits: bad) }
+        }
+        #expect(JailError.invalidLimits("wallSeconds must be finite").description.contains("JailLimits"))
+    }
+}
+
+/// Honest programs must keep their honest verdicts now that the judge, not the
+/// program's interpreter, evaluates each assert.
+@Suite("Verdicts")
+struct VerdictTests {
+    struct Case: Sendable, CustomStringConvertible {
+        var program: String
+        var tests: String
+        var setup = ""
+        var description: String { tests }
+    }
+
+    static let passing: [Case] = [
+        Case(program: "def f(l):\n    return list(set(l))\n", tests: "assert set(f([1, 2])) == set([1, 2])"),
+        Case(program: "def f(x):\n    return 3.1416\n", tests: "assert math.isclose(f(2), 3.14, rel_tol=0.001)", setup: "import math"),
+        Case(program: "def f(x):\n    return True\n", tests: "assert f('a') == True\nassert f('a')"),
+        Case(program: "def f(x):\n    return 0\n", tests: "assert not f(3)"),
+        Case(program: "def f(x):\n    return None\n", tests: "assert f(1) is None"),
+        Case(program: "def f(x):\n    return 3.0\n", tests: "assert f(1) == 3\nassert 3 == f(1)"),
+        Case(program: "def f():\n    return [(1, [2, {'a': (3,)}]), {1, 2}, frozenset([3]), b'x', 1 + 2j]\n",
+             tests: "assert f() == [(1, [2, {'a': (3,)}]), {1, 2}, frozenset([3]), b'x', 1 + 2j]"),
+        Case(program: "def f(n):\n    return 2 ** n\n", tests: "assert f(20000) == 2 ** 20000\nassert f(3) - 1 == 7"),
+        Case(program: "def f():\n    return float('nan'), float('inf'), -0.0, '\\ud800'\n",
+             tests: "r = f()\nassert r[0] != r[0] and r[1] == float('inf') and str(r[2]) == '-0.0' and r[3] == '\\ud800'"),
+        Case(program: "from collections import Counter, OrderedDict, namedtuple\nP = namedtuple('P', 'a b')\n"
+                    + "def f():\n    return Counter('aab'), OrderedDict(a=1), P(1, 2)\n",
+             tests: "assert f() == ({'a': 2, 'b': 1}, {'a': 1}, (1, 2))"),
+        Case(program: "def f(l):\n    l.sort()\n", tests: "x = [3, 1, 2]\nf(x)\nassert x == [1, 2, 3]"),
+        Case(program: "class Pair:\n    def __init__(self, a, b):\n        self.a, self.b = a, b\n"
+                    + "def total(ps):\n    return sum(p.a for p in ps)\n",
+             tests: "assert total([Pair(1, 2), Pair(3, 4)]) == 4\nassert Pair(5, 6).b == 6"),
+        Case(program: "def drop(t, kind):\n    return [e for e in t if not isinstance(e, kind)]\n",
+             tests: "assert drop((4, 5, 7.7), int) == [7.7]"),
+        Case(program: "import sys\ndef size(t):\n    return sys.getsizeof(t)\n", tests: "assert size((1, 2)) == sys.getsizeof((1, 2))"),
+        Case(program: "def gen(n):\n    yield from range(n)\n", tests: "assert list(gen(3)) == [0, 1, 2]"),
+        Case(program: "def f(x):\n    return x * 2\n", tests: "assert all(f(i) == 2 * i for i in range(5))\nassert [f(i) for i in range(3)] == [0, 2, 4]"),
+        Case(program: "class S:\n    def two(self, a):\n        return a * 2\n", tests: "assert S().two(4) == 8"),
+        Case(program: "def f(x):\n    return x\n", tests: "assert 0 < f(5) < 10\nassert f(5) in [4, 5]\nassert 5 not in f([1, 2])\nassert f(3) > 2"),
+        Case(program: "answer = 42\n", tests: "assert answer == 42"),
+        Case(program: "def f():\n    raise ValueError('bad')\n", tests: "try:\n    f()\n    ok = False\nexcept ValueError:\n    ok = True\nassert ok"),
+        Case(program: "def f(s):\n    return s.upper()\n", tests: "def check(x):\n    return f(x) == x.upper()\nassert check('abc')"),
+    ]
+
+    @Test("honest programs pass", arguments: passing)
+    func honestPasses(_ c: Case) async throws {
+        let r = try await Jail().run(JailJob(program: c.program, tests: c.tests, setup: c.setup))
+        #expect(r.outcome == .passed && r.failed == 0, "\(r.asserts.map { $0.message ?? "" }) \(r.stderr.suffix(300))")
+    }
+
+    @Test func failuresSayWhatTheProgramReturned() async throws {
+        let r = try await Jail().run(JailJob(program: "def f(x):\n    return x + 1\n",
+                                             tests: "assert f(1) == 3\nassert 5 == f(1)\nassert f(1) < 0\nassert not f(1)\nassert f(1) == 2, 'two'"))
+        #expect(r.outcome == .failed && r.passed == 1)
+        #expect(r.asserts[0].message == "got 2, expected 3" && r.asserts[0].expected == "3" && r.asserts[0].actual == "2")
+        #expect(r.asserts[1].message == "got 2, expected 5")
+        #expect(r.asserts[2].message == "got 2, expected < 0")
+        #expect(r.asserts[3].message == "assertion is false; f(1) returned 2")
+        #expect(r.asserts[4].passed)
+    }
+
+    @Test func programObjectsAreNotCompared() async throws {
+        let r = try await Jail().run(JailJob(program: "class P:\n    def __eq__(self, o):\n        return True\ndef f():\n    return P()\n",
+                                             tests: "assert f() == 1\nassert f() is not None"))
+        #expect(r.outcome == .failed && r.passed == 1)
+        #expect(r.asserts[0].exceptionType == "UnjudgeableValue")
+        #expect(r.asserts[0].message?.contains("returned a P object") == true)
+    }
+
+    @Test func setupImportsAreTheTestsToo() async throws {
+        let r = try await Jail().run(JailJob(program: "def area(r):\n    return math.pi * r * r\n",
+                                             tests: "assert math.isclose(area(1), math.pi)", setup: "import math"))
+        #expect(r.outcome == .passed)
     }
 }
 
@@ -196,6 +265,17 @@ struct ReportBuilderTests {
         let r = build([plan, #"{"nonce":"n1","kind":"assert","index":0,"line":1,"passed":true}"#,
                        #"{"nonce":"n1","kind":"assert","index":1,"line":2,"passed":true}"#, #"{"nonce":"n1","kind":"done"}"#])
         #expect(r.outcome == .passed && r.passed == 2)
+    }
+
+    @Test func aFailedJudgeIsAnErrorNeverAPass() {
+        var judgeDied = status
+        judgeDied.judgeExitCode = 1
+        let out = LauncherOutput(stdout: Data(), stderr: Data("Traceback ...".utf8),
+                                 results: Data([plan, #"{"nonce":"n1","kind":"assert","index":0,"line":1,"passed":true}"#].joined(separator: "\n").utf8),
+                                 status: Data(), exitStatus: 0)
+        let r = ReportBuilder.build(nonce: "n1", output: out, status: judgeDied, limits: .default)
+        #expect(r.outcome == .error && r.passed == 1 && r.failed == 1)
+        #expect(r.asserts[1].message?.contains("the judge failed") == true)
     }
 
     @Test func missingLauncherSaysWhatToDo() {
