@@ -548,9 +548,22 @@ def _qcode_judge():
                                                    dont_inherit=True)))
         binds(node)
     emit('"kind":"plan","asserts":[' + ",".join(plan) + "]")
+    # `math.isclose(f(x), 2.0)` in MBPP's asserts relies on an import the test file
+    # does not make: a standard module a test reaches into (`name.attr`) without
+    # binding it is the judge's own import, never the program's global of that name,
+    # which the program could have patched or replaced.
+    import sys as _sys
+    stdlib = _sys.stdlib_module_names
+    modules = {n.value.id for n in walk(tree) if type(n) is _ast.Attribute and type(n.value) is _ast.Name
+               and n.value.id in stdlib and n.value.id not in bound}
     del tests, setup, tree, plan, lines
 
     J = Namespace(__name__="__main__", __builtins__=builtins)
+    for name in sorted(modules):
+        try:
+            J[name] = __import__(name)
+        except BaseException:
+            pass
     # The setup's imports are the tests' vocabulary too (`import math` for math.isclose);
     # the rest of the setup ran only beside the program, and is reached through it.
     for node in setup_tree.body:

@@ -205,6 +205,21 @@ let forgeries: [HostileCase] = [
             return 999
         """),
     forgery("exits inside the call", "import os\ndef add(a, b):\n    os._exit(0)\n"),
+    // MBPP's asserts use `math.isclose` without importing math: the name must not
+    // fall through to the program's global, patched or replaced.
+    forgery("math.isclose patched in the program's math", """
+        import math
+        math.isclose = lambda *a, **k: True
+        def add(a, b):
+            return 0
+        """, tests: "assert math.isclose(add(2, 2), 999, rel_tol=0.001)\nassert math.isclose(add(2, 2), 998)"),
+    forgery("a global named math that is not the module", """
+        class M:
+            isclose = staticmethod(lambda *a, **k: True)
+        math = M()
+        def add(a, b):
+            return 0
+        """, tests: "assert math.isclose(add(2, 2), 999, rel_tol=0.001)\nassert math.isclose(add(2, 2), 998)"),
 ].flatMap { $0 }
 
 // MARK: - In-process guards (defence in depth)
