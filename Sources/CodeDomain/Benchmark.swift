@@ -21,15 +21,50 @@ public struct BenchTaskResult: Sendable, Codable, Hashable {
     public var wallS: Double
     /// Wall time not spent waiting for the LLM (search, syntax, jail).
     public var outsideLlmS: Double
+    /// Wall time spent judging programs in the jail.
+    public var jailS: Double?
     public var stop: String
     public var program: String?
     public var error: String?
+    /// The anytime record (with `--budgets`): every call, every judged program
+    /// (scored on all tests as well) and the answer after each.
+    public var calls: [LedgerCall]?
+    public var judged: [JudgedProgram]?
+    public var answers: [SolveLedger.Answer]?
+
+    public struct JudgedProgram: Sendable, Codable, Hashable {
+        public var tokensBefore: Int
+        /// Passed the asserts the search saw.
+        public var visiblePassed: Bool
+        /// Passed all of `test_list`.
+        public var passed: Bool
+    }
+
+    /// What a run limited to `budget` generated tokens would have reported:
+    /// it starts exactly the calls this run started below the budget.
+    public struct AtBudget: Sendable, Hashable {
+        public var passed: Bool
+        public var visiblePassed: Bool
+        public var tokens: Int
+        public var seconds: Double
+        /// Some program judged by then passes all tests: the ceiling for any way of choosing.
+        public var covered: Bool
+    }
+
+    public func at(budget: Int) -> AtBudget? {
+        guard let calls, let judged, let answers else { return nil }
+        let started = calls.filter { $0.tokensBefore < budget }
+        let answer = answers.last { $0.tokensBefore < budget }.map { judged[$0.program] }
+        return AtBudget(passed: answer?.passed ?? false, visiblePassed: answer?.visiblePassed ?? false,
+                        tokens: started.last?.tokensAfter ?? 0, seconds: started.last?.seconds ?? 0,
+                        covered: judged.contains { $0.tokensBefore < budget && $0.passed })
+    }
 
     /// A result with nothing achieved yet: the start of a run, or a task that failed with `error`.
     public static func empty(_ task: CodeTask, error: String? = nil) -> BenchTaskResult {
         BenchTaskResult(taskId: task.id, passed: false, testsPassed: 0, testsTotal: task.tests.count, visiblePassed: false,
                         challengePassed: 0, challengeTotal: task.challengeTests.count, generatedTokens: 0, promptTokens: 0,
-                        cachedPromptTokens: 0, llmCalls: 0, expansions: 0, wallS: 0, outsideLlmS: 0,
+                        cachedPromptTokens: 0, llmCalls: 0, expansions: 0, wallS: 0, outsideLlmS: 0, jailS: nil,
                         stop: error == nil ? "" : "error", program: nil, error: error)
     }
 }
@@ -127,6 +162,16 @@ public struct BenchReport: Sendable, Codable {
         try AtomicFile.write(try JSONCoding.encoder(pretty: true).encode(self), to: URL(fileURLWithPath: path))
     }
 
+    /// Where the wall time went: waiting for the LLM, judging in the jail, and
+    /// everything else qcode did (search, syntax, scoring, bookkeeping).
+    public var wallSplit: (llm: Double, jail: Double, qcode: Double) {
+        let wall = tasks.reduce(0) { $0 + $1.wallS }
+        guard wall > 0 else { return (0, 0, 0) }
+        let llm = tasks.reduce(0) { $0 + ($1.wallS - $1.outsideLlmS) }
+        let jail = tasks.reduce(0) { $0 + ($1.jailS ?? 0) }
+        return (llm / wall, jail / wall, max(0, wall - llm - jail) / wall)
+    }
+
     /// One markdown table row: the figures a comparison needs.
     public var markdownRow: String {
         let n = max(1, nTasks)
@@ -154,10 +199,11 @@ public struct Benchmark: Sendable {
         self.visible = visible
     }
 
-    public func run(_ task: CodeTask, options: SolveOptions) async throws -> BenchTaskResult {
-        let started = ContinuousClock.now
+    /// - Parameter anytime: record the ledger and score every judged program on
+    ///   all tests, so the report answers for every smaller budget too.
+    public func run(_ task: CodeTask, options: SolveOptions, anytime: Bool = false) async throws -> BenchTaskResult {
         var result = BenchTaskResult.empty(task)
-        let outcome = try await solver.solve(task.visible(visible), options: options)
+        let outcome = try await solver.solve(task.visible(visible), options: options, ledger: anytime)
         let cost = outcome.statistics.cost
         result.generatedTokens = cost.generatedTokens
         result.promptTokens = cost.promptTokens
@@ -177,8 +223,24 @@ public struct Benchmark: Sendable {
                 result.challengePassed = challenge.passed
             }
         }
-        result.wallS = (ContinuousClock.now - started).seconds
+        if let ledger = outcome.ledger {
+            var scored: [String: Bool] = [:]
+            var judged: [BenchTaskResult.JudgedProgram] = []
+            for j in ledger.judged {
+                if scored[j.program] == nil {
+                    let all = try await scorer.run(JailJob(program: j.program, tests: task.tests.joined(separator: "\n"), setup: task.setup))
+                    scored[j.program] = all.outcome == .passed
+                }
+                judged.append(.init(tokensBefore: j.tokensBefore, visiblePassed: j.visiblePassed, passed: scored[j.program]!))
+            }
+            result.calls = ledger.calls
+            result.judged = judged
+            result.answers = ledger.answers
+        }
+        // The solve's own wall time (scoring on the hidden tests is the benchmark's, not the method's).
+        result.wallS = outcome.statistics.wallSeconds
         result.outsideLlmS = max(0, result.wallS - cost.llmSeconds)
+        result.jailS = cost.verifierSeconds
         return result
     }
 }

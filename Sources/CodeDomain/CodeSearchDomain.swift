@@ -16,12 +16,29 @@ public struct CodeState: Sendable {
     public let finished: Bool
     public let parsed: ParsedProgram
     public let facts: CodeFacts
+    /// When this program is a second try: the failed one and what the verifier said.
+    public var attempt: Attempt?
+
+    public init(program: String, finished: Bool, parsed: ParsedProgram, facts: CodeFacts, attempt: Attempt? = nil) {
+        self.program = program
+        self.finished = finished
+        self.parsed = parsed
+        self.facts = facts
+        self.attempt = attempt
+    }
 
     public var lines: [String] {
         var lines = program.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         if lines.last == "" { lines.removeLast() }
         return lines
     }
+}
+
+/// A failed program and the verifier's feedback on it, shown to the policy
+/// when it writes the program again.
+public struct Attempt: Sendable, Hashable {
+    public var failedProgram: String
+    public var feedback: String
 }
 
 /// One step: a line of code (or, with token steps, a chunk of text), the end
@@ -102,7 +119,7 @@ public struct CodeSearchDomain: PlanningDomain {
     public func propose(from state: CodeState, k: Int, seed: UInt64) async throws -> Expansion<CodeAction> {
         guard !state.finished else { return Expansion(proposals: [], cost: Cost()) }
         let request = CompletionRequest(
-            prompt: prompts.prefix(for: task) + state.program, n: k,
+            prompt: prompt(for: state), n: k,
             maxTokens: options.stepTokens ?? options.maxLineTokens,
             stop: options.stepTokens == nil ? ["\n"] : prompts.endMarkers,
             sampling: Sampling(temperature: options.search.temperature), seed: seed, slot: slot)
@@ -141,29 +158,30 @@ public struct CodeSearchDomain: PlanningDomain {
         return CodeAction(line: line, ends: false)
     }
 
-    public func rollouts(from state: CodeState, n: Int, temperature: Double, seed: UInt64) async throws -> RolloutBatch<CodeState> {
+    /// The prompt that continues `state`: the task (and, on a second try, the
+    /// failed program and its feedback), then the code so far.
+    func prompt(for state: CodeState) -> String {
+        prompts.prefix(for: task, attempt: state.attempt) + state.program
+    }
+
+    public func continuations(from state: CodeState, n: Int, temperature: Double, seed: UInt64) async throws -> Continuations<CodeAction> {
+        guard !state.finished else { return Continuations(paths: [], cost: Cost()) }
         let request = CompletionRequest(
-            prompt: prompts.prefix(for: task) + state.program, n: n, maxTokens: options.maxProgramTokens,
-            stop: prompts.endMarkers, sampling: Sampling(temperature: temperature), seed: seed, slot: slot)
+            prompt: prompt(for: state), n: n, maxTokens: options.maxProgramTokens, stop: prompts.endMarkers,
+            sampling: Sampling(temperature: temperature), seed: seed, slot: slot)
         let response = try await model.complete(request)
-        let rollouts = response.choices.map { choice in
-            return Rollout(state: finished(state.program + choice.text), logprobMean: choice.logprobMean, tokens: choice.tokens)
+        let paths = response.choices.map { choice -> [Proposal<CodeAction>] in
+            let steps = StepSplitter.steps(of: choice, shape: options.steps)
+            guard !steps.isEmpty else {
+                return [Proposal(action: CodeAction(line: nil, ends: true), logprobMean: 0, logprobSum: 0, tokens: 1)]
+            }
+            return steps.enumerated().map { i, step in
+                Proposal(action: CodeAction(line: step.text, ends: i == steps.count - 1),
+                         logprobMean: step.tokens == 0 ? 0 : step.logprobSum / Double(step.tokens),
+                         logprobSum: step.logprobSum, tokens: max(1, step.tokens), decisionLogprob: step.decisionLogprob)
+            }
         }
-        return RolloutBatch(rollouts: rollouts, cost: response.cost)
-    }
-
-    /// A whole program parsed from scratch (rollouts, `check`); trailing blank lines dropped.
-    public func finished(_ program: String) -> CodeState {
-        var lines = program.split(separator: "\n", omittingEmptySubsequences: false)
-        while let last = lines.last, last.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) { lines.removeLast() }
-        let text = lines.isEmpty ? "" : lines.joined(separator: "\n") + "\n"
-        let parsed = syntax.parse(text)
-        return CodeState(program: text, finished: true, parsed: parsed, facts: codeFacts(parsed, entryPoint: entryPoint))
-    }
-
-    /// A whole program given as lines.
-    public func finished(lines: [String]) -> CodeState {
-        finished(lines.joined(separator: "\n"))
+        return Continuations(paths: paths, cost: response.cost)
     }
 
     public func apply(_ action: CodeAction, to state: CodeState) -> CodeState {
@@ -187,16 +205,39 @@ public struct CodeSearchDomain: PlanningDomain {
 
     public func isTerminal(_ state: CodeState) -> Bool { state.finished }
 
-    /// Trailing whitespace and runs of blank lines do not make a program new.
+    /// Trailing whitespace and runs of blank lines do not make a program new;
+    /// with code steps (and for finished programs) neither do comments. A
+    /// second try's unfinished states are apart from the first's (their prompt
+    /// differs); finished programs are one node whichever try wrote them.
     public func key(of state: CodeState) -> String {
+        let body = state.finished || options.steps == .code ? Self.codeOnly(state.program) : Self.trimmed(state.lines)
+        if state.finished { return body + "\n<end>" }
+        guard let attempt = state.attempt else { return body }
+        return "<retry \(attempt.failedProgram.hashValue) \(attempt.feedback.hashValue)>\n" + body
+    }
+
+    static func trimmed(_ lines: [String]) -> String {
         var out: [Substring] = []
-        for line in state.lines {
+        for line in lines {
             let trimmed = line.reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed()
             let s = Substring(String(trimmed))
             if s.isEmpty, out.last?.isEmpty == true { continue }
             out.append(s)
         }
-        return out.joined(separator: "\n") + (state.finished ? "\n<end>" : "")
+        return out.joined(separator: "\n")
+    }
+
+    /// The program without comments, trailing space and blank lines.
+    static func codeOnly(_ program: String) -> String {
+        var bytes = Array(program.utf8)
+        for t in PythonTokenizer(bytes).reversed() where t.kind == .comment {
+            bytes.removeSubrange(t.start..<t.end)
+        }
+        let text = String(decoding: bytes, as: UTF8.self)
+        return text.split(separator: "\n").compactMap { line -> Substring? in
+            let t = line.reversed().drop(while: { $0 == " " || $0 == "\t" || $0 == "\r" }).reversed()
+            return t.isEmpty ? nil : Substring(String(t))
+        }.joined(separator: "\n")
     }
 
     public func verify(_ state: CodeState) async throws -> Verification {
@@ -208,6 +249,25 @@ public struct CodeSearchDomain: PlanningDomain {
 
     /// The jail's report for a program this search verified.
     public func report(for program: String) -> TestReport? { memo.report(for: program) }
+
+    public func revision(of failed: CodeState, after verification: Verification) -> CodeState? {
+        guard failed.finished, prompts.style == .chatml else { return nil }
+        let attempt = Attempt(failedProgram: failed.program, feedback: feedback(on: failed.program, verification))
+        return CodeState(program: "", finished: false, parsed: root.parsed, facts: root.facts, attempt: attempt)
+    }
+
+    /// What went wrong, in words a programmer would give: the failing visible
+    /// test with its expected and actual values, the exception, or the limit hit.
+    func feedback(on program: String, _ verification: Verification) -> String {
+        guard let report = report(for: program) else { return "The code does not pass the test." }
+        if let syntax = report.syntaxError { return "The code does not compile: \(syntax)." }
+        if report.outcome == .timeout { return "The code did not finish in time on the test (an endless loop?)." }
+        if let failing = report.asserts.first(where: { !$0.passed }) {
+            let why = [failing.exceptionType, failing.message].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
+            return "The code fails this test:\n\(failing.source)\n\(why)".trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return "The code does not pass the test (\(report.outcome.rawValue))."
+    }
 
     public func describe(_ action: CodeAction) -> String {
         switch (action.line, action.ends) {
@@ -223,8 +283,26 @@ extension TestReport {
     /// counts every expected test even when the report lists fewer.
     public func verification(expected tests: Int) -> Verification {
         let total = Swift.max(self.total, tests)
-        return Verification(passed: outcome == .passed ? total : passed, total: total,
-                            outcome: syntaxError != nil ? "syntax error" : outcome.rawValue,
-                            cost: Cost(verifierRuns: 1, verifierSeconds: wallMs / 1000))
+        let passed = outcome == .passed ? total : self.passed
+        return Verification(passed: passed, total: total, outcome: syntaxError != nil ? "syntax error" : outcome.rawValue,
+                            cost: Cost(verifierRuns: 1, verifierSeconds: wallMs / 1000),
+                            credit: credit(passed: passed, total: total))
+    }
+
+    /// A graded outcome: a program that returns wrong values is closer to right
+    /// than one that raises, which is closer than one that hangs or does not compile.
+    func credit(passed: Int, total: Int) -> Double {
+        if outcome == .passed { return 1 }
+        if syntaxError != nil { return 0 }
+        let fraction = total > 0 ? Double(passed) / Double(total) : 0
+        switch outcome {
+        case .failed:
+            let wrongValue = asserts.contains { !$0.passed && $0.exceptionType == "AssertionError" }
+            return (wrongValue ? 0.3 : 0.15) + 0.5 * fraction
+        case .timeout, .crashed, .error:
+            return 0.05 + 0.5 * fraction
+        case .passed:
+            return 1
+        }
     }
 }

@@ -60,6 +60,15 @@ public struct ValueChoice: Sendable, Hashable, Codable, CustomStringConvertible 
     }
 }
 
+/// What one step of a search is.
+public enum StepShape: String, Sendable, Hashable, Codable, CaseIterable {
+    /// One physical line.
+    case lines
+    /// A logical line of code with the comments and blank lines before it, so
+    /// siblings differ in code, not in the wording of a comment.
+    case code
+}
+
 /// Everything that shapes one solve, and the wire type of `qcode/solve`'s
 /// `options`. Defaults live here (and in `SearchSettings` for the planner's
 /// knobs) and nowhere else; the CLI's flags, the daemon and the benchmark all
@@ -69,6 +78,8 @@ public struct SolveOptions: Sendable, Hashable {
     public var method = "qstar"
     public var value = ValueChoice(.logprob)
     public var search = SearchSettings()
+    /// What a step is when episodes are split (K-step proposals are single lines).
+    public var steps = StepShape.code
     /// nil: a step is one line. N: a step is N tokens, whatever lines they span.
     public var stepTokens: Int?
     /// Tokens one line may take before it is cut.
@@ -104,7 +115,15 @@ public struct SolveOptions: Sendable, Hashable {
         guard s.samples >= 1 else { throw OptionError("samples", "must be at least 1") }
         guard s.temperature >= 0, s.temperature <= 5 else { throw OptionError("temperature", "must be between 0 and 5") }
         guard s.maxDepth >= 1 else { throw OptionError("max_depth", "must be at least 1") }
+        guard s.branchSamples >= 1, s.branchSamples <= 16 else { throw OptionError("branch_samples", "must be between 1 and 16") }
+        guard s.uncertainty >= 0, s.uncertainty.isFinite else { throw OptionError("uncertainty", "must be a number ≥ 0") }
+        guard (0...1).contains(s.rolloutWeight) else { throw OptionError("rollout_weight", "must be between 0 and 1") }
+        guard s.revise >= 0, s.revise.isFinite else { throw OptionError("revise", "must be a number ≥ 0") }
+        guard s.costWeight >= 0, s.costWeight.isFinite else { throw OptionError("cost_weight", "must be a number ≥ 0") }
         guard stepTokens.map({ $0 >= 1 }) ?? true else { throw OptionError("step_tokens", "must be at least 1") }
+        if stepTokens != nil, s.continuations, method == "qstar" {
+            throw OptionError("step_tokens", "shapes K-step expansions only: add continuations = false (--continuations false)")
+        }
         guard maxLineTokens >= 1 else { throw OptionError("max_line_tokens", "must be at least 1") }
         guard maxProgramTokens >= 1 else { throw OptionError("max_program_tokens", "must be at least 1") }
         guard timeout > 0, timeout <= 3600 else { throw OptionError("timeout", "must be between 0 and 3600 seconds") }
@@ -119,7 +138,8 @@ extension SolveOptions: Codable {
     /// wire: the coders convert). The CLI has one flag per field.
     public enum Field: String, CodingKey, CaseIterable, Sendable {
         case method, value, k, lambda, agg, budgetTokens, budgetExpansions, budgetSeconds, seed, samples, temperature
-        case maxDepth, stepTokens, maxLineTokens, maxProgramTokens, timeout
+        case maxDepth, continuations, greedyFirst, branchSamples, uncertainty, rolloutWeight, costWeight, revise, steps
+        case stepTokens, maxLineTokens, maxProgramTokens, timeout
 
         /// The name on the wire and in error messages.
         public var wireName: String { JSONCoding.snakeCase(rawValue) }
@@ -151,6 +171,14 @@ extension SolveOptions: Codable {
         try read(.samples) { (v: Int) in search.samples = v }
         try read(.temperature) { (v: Double) in search.temperature = v }
         try read(.maxDepth) { (v: Int) in search.maxDepth = v }
+        try read(.continuations) { (v: Bool) in search.continuations = v }
+        try read(.greedyFirst) { (v: Bool) in search.greedyFirst = v }
+        try read(.branchSamples) { (v: Int) in search.branchSamples = v }
+        try read(.uncertainty) { (v: Double) in search.uncertainty = v }
+        try read(.rolloutWeight) { (v: Double) in search.rolloutWeight = v }
+        try read(.costWeight) { (v: Double) in search.costWeight = v }
+        try read(.revise) { (v: Double) in search.revise = v }
+        try read(.steps) { (v: StepShape) in steps = v }
         try readOptional(.stepTokens) { (v: Int?) in stepTokens = v }
         try read(.maxLineTokens) { (v: Int) in maxLineTokens = v }
         try read(.maxProgramTokens) { (v: Int) in maxProgramTokens = v }
@@ -171,6 +199,14 @@ extension SolveOptions: Codable {
         try c.encode(search.samples, forKey: .samples)
         try c.encode(search.temperature, forKey: .temperature)
         try c.encode(search.maxDepth, forKey: .maxDepth)
+        try c.encode(search.continuations, forKey: .continuations)
+        try c.encode(search.greedyFirst, forKey: .greedyFirst)
+        try c.encode(search.branchSamples, forKey: .branchSamples)
+        try c.encode(search.uncertainty, forKey: .uncertainty)
+        try c.encode(search.rolloutWeight, forKey: .rolloutWeight)
+        try c.encode(search.costWeight, forKey: .costWeight)
+        try c.encode(search.revise, forKey: .revise)
+        try c.encode(steps, forKey: .steps)
         try c.encode(stepTokens, forKey: .stepTokens)
         try c.encode(maxLineTokens, forKey: .maxLineTokens)
         try c.encode(maxProgramTokens, forKey: .maxProgramTokens)

@@ -19,7 +19,16 @@ public struct PromptBuilder: Sendable, Hashable {
         self.system = system
     }
 
-    /// The fixed part: everything before the first line of code.
+    /// The fixed part: everything before the first line of code. On a second
+    /// try, the conversation goes on: the failed program as the assistant's
+    /// answer, the verifier's feedback as the user's reply, and a fresh fence.
+    public func prefix(for task: CodeTask, attempt: Attempt?) -> String {
+        let first = prefix(for: task)
+        guard let attempt, style == .chatml else { return first }
+        return first + attempt.failedProgram + "```<|im_end|>\n<|im_start|>user\n" + attempt.feedback
+            + "\nWrite the corrected code.<|im_end|>\n<|im_start|>assistant\n```python\n"
+    }
+
     public func prefix(for task: CodeTask) -> String {
         let tests = task.tests.joined(separator: "\n")
         let plural = task.tests.count == 1 ? "this test" : "these tests"
@@ -49,10 +58,15 @@ public struct PromptBuilder: Sendable, Hashable {
         return prefix(for: task) + code
     }
 
+    /// Top-level lines that begin the test code models append after a
+    /// solution (`# Test cases…`, asserts, prints): no program needs them, and
+    /// every method would pay for their tokens.
+    static let trailers = ["assert ", "print(", "if __name__", "# Test", "# test", "# Example", "# example"]
+
     /// What ends a whole program in this style.
     public var endMarkers: [String] {
         switch style {
-        case .chatml: return ["```", "<|im_end|>"]
+        case .chatml: return ["```", "<|im_end|>"] + Self.trailers.map { "\n" + $0 }
         case .plain: return ["\n\n\n", "\nassert", "\nprint(", "\nif __name__"]
         }
     }
@@ -60,6 +74,7 @@ public struct PromptBuilder: Sendable, Hashable {
     /// True when a generated line is the end of the program rather than code.
     public func isEndMarker(_ line: String) -> Bool {
         let t = line.trimmingCharacters(in: .whitespaces)
-        return style == .chatml && (t.hasPrefix("```") || t.hasPrefix("<|im_end|>"))
+        guard style == .chatml else { return false }
+        return t.hasPrefix("```") || t.hasPrefix("<|im_end|>") || Self.trailers.contains { line.hasPrefix($0) }
     }
 }

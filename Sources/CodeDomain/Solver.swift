@@ -61,6 +61,9 @@ public struct SolveResult: Sendable, Codable {
     public var statistics: SearchStatistics
     /// The explored tree, when asked for (`--trace`).
     public var trace: [TraceNode]?
+    /// Every call and judged program with the tokens spent before it, when
+    /// asked for (benchmarks): what the search would have answered at any smaller budget.
+    public var ledger: SolveLedger?
 
     public var solved: Bool { total > 0 && passed == total }
 
@@ -70,6 +73,37 @@ public struct SolveResult: Sendable, Codable {
         return "# \(solved ? "PASS" : "FAIL") \(passed)/\(total) visible tests (\(outcome)) — \(method)\(value.map { "/\($0)" } ?? ""): "
             + "\(s.expansions) expansions, \(s.cost.llmCalls) LLM calls, \(s.cost.generatedTokens) generated tokens, "
             + String(format: "%.1f s", s.wallSeconds)
+    }
+}
+
+/// A solve's anytime record: the calls it made, the programs it judged and
+/// its answer after each, all located by the generated tokens spent before
+/// the call that produced them (see `SearchRecorder`).
+public struct SolveLedger: Sendable, Codable, Hashable {
+    public struct Judged: Sendable, Codable, Hashable {
+        public var tokensBefore: Int
+        public var program: String
+        public var visiblePassed: Bool
+    }
+    public struct Answer: Sendable, Codable, Hashable {
+        public var tokensBefore: Int
+        /// Index into `judged`.
+        public var program: Int
+    }
+    public var calls: [LedgerCall]
+    public var judged: [Judged]
+    public var answers: [Answer]
+
+    init(_ result: SearchResult<CodeState>) {
+        calls = result.calls
+        var index: [Int: Int] = [:]
+        var judged: [Judged] = []
+        for node in result.trace.sorted(by: { $0.id < $1.id }) where node.verification != nil {
+            index[node.id] = judged.count
+            judged.append(Judged(tokensBefore: node.tokensBefore, program: "", visiblePassed: node.verification?.reward == 1))
+        }
+        self.judged = judged
+        answers = result.answers.compactMap { a in index[a.node].map { Answer(tokensBefore: a.tokensBefore, program: $0) } }
     }
 }
 
@@ -130,7 +164,7 @@ public struct Solver: Sendable {
     /// collects the evidence for the program it returns.
     /// - Parameter slot: the server slot to pin this search's requests to, so
     ///   its prefix cache survives other searches running beside it.
-    public func solve(_ task: CodeTask, options: SolveOptions, trace: Bool = false, slot: Int? = nil,
+    public func solve(_ task: CodeTask, options: SolveOptions, trace: Bool = false, ledger: Bool = false, slot: Int? = nil,
                       progress: (@Sendable (SolveProgress) -> Void)? = nil) async throws -> SolveResult {
         try options.validate()
         guard let planner = planners.first(where: { $0.name == options.method }) else {
@@ -146,10 +180,17 @@ public struct Solver: Sendable {
         let result = try await planner.run(context)
         let report = result.best.flatMap { domain.report(for: $0.program) }
         let verification = result.bestVerification
+        var record: SolveLedger?
+        if ledger {
+            var l = SolveLedger(result)
+            let programs = result.trace.sorted(by: { $0.id < $1.id }).filter { $0.verification != nil }.map { $0.id }
+            for (i, id) in programs.enumerated() { l.judged[i].program = result.judged[id]?.program ?? "" }
+            record = l
+        }
         return SolveResult(taskId: task.id, method: planner.name, value: planner.usesValueModel ? value.name : nil,
                            program: result.best?.program, passed: verification?.passed ?? 0,
                            total: verification?.total ?? task.tests.count, outcome: verification?.outcome ?? "no program",
                            verdict: report?.outcome, asserts: report?.asserts ?? [], statistics: result.statistics,
-                           trace: trace ? result.trace : nil)
+                           trace: trace ? result.trace : nil, ledger: record)
     }
 }

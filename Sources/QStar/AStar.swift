@@ -1,109 +1,294 @@
 import Basics
+import Foundation
 import HeapModule
 
-private struct OpenEntry: Comparable {
-    var f: Double
-    var sequence: Int
-    var node: Int
-    // Heap is a min-max heap; pop the max f, ties to the earliest pushed (deterministic).
-    static func < (a: OpenEntry, b: OpenEntry) -> Bool {
-        a.f != b.f ? a.f < b.f : a.sequence > b.sequence
-    }
-}
-
-/// Q*: A* over the policy's candidate actions with f(s) = g(s) + λ·h(s).
+/// Q*: A* over the policy's steps with f(s) = g(s) + λ·h(s), g folding the
+/// process rewards of the path, h a value estimate, the verifier's verdict the
+/// terminal reward.
 ///
-/// h of a child s' = (s, a) is Q̂(s, a): by the Bellman identity with no
-/// intermediate reward, the optimal value of s' is what Q̂ estimates for taking
-/// a at s, so every child is scored from its parent's one policy call instead
-/// of a call of its own.
+/// Two ways to expand a node, chosen by `SearchSettings.continuations`:
+///
+/// - **K steps** (the paper's): one policy call proposes K next steps; every
+///   child is scored from that call, h = Q̂(s, a) (by the Bellman identity with
+///   no intermediate reward, the value of s' = (s, a) is what Q̂ estimates for a).
+/// - **Continuations** (the default): an expansion samples a whole episode from
+///   the node and adds it as a path of steps, merged with what the tree already
+///   holds. The first expansion of an attempt is greedy, so the search costs
+///   greedy's tokens when greedy is right. A node stays on the frontier after
+///   it is expanded (partial expansion): its priority is its value times the
+///   probability mass the policy put on steps not yet tried there, so the
+///   search branches where the policy was unsure, and from deep nodes a new
+///   episode costs only its remaining steps. A node's value mixes the value
+///   model with the graded outcomes of the episodes through it
+///   ((1−μ)·v + μ·z). A failed episode can be written again with the
+///   verifier's feedback in view (`PlanningDomain.revision`).
 public struct AStarSearch: SearchAlgorithm {
     public let name = "qstar"
-    public let summary = "Q*: A* over lines, f = g (syntax reward) + λ·h (value model)"
+    public let summary = "Q*: A* over steps, f = g (syntax reward) + λ·h (value model, verified outcomes)"
     public let usesValueModel = true
 
     public init() {}
 
     public func run<Domain: PlanningDomain>(_ context: SearchContext<Domain>) async throws -> SearchResult<Domain.State> {
-        let domain = context.domain, settings = context.settings, clock = context.clock
-        let started = clock.now()
-        var stats = SearchStatistics()
-        var states: [Domain.State] = [domain.root]
-        var paths: [PathStats] = [PathStats()]
-        var gs: [Double?] = [nil]
-        var trace: [TraceNode] = [.root]
-        var open = Heap<OpenEntry>()
-        var sequence = 0
-        open.insert(OpenEntry(f: 0, sequence: sequence, node: 0))
-        var visited: Set<String> = [domain.key(of: domain.root)]
-        var best: Int?
+        var search = TreeSearch(context)
+        return context.settings.continuations ? try await search.continuations() : try await search.kSteps()
+    }
+}
 
-        func bestKey(_ i: Int?) -> (Verification, Double)? { i.map { (trace[$0].verification!, trace[$0].f) } }
+/// The open list: the highest priority first, ties to the earliest pushed (deterministic).
+private struct OpenEntry: Comparable {
+    enum Kind { case expand, revise }
+    var f: Double
+    var sequence: Int
+    var node: Int
+    var kind: Kind
+    /// The node's version when pushed: a newer push makes this entry stale.
+    var version: Int
+    static func < (a: OpenEntry, b: OpenEntry) -> Bool {
+        a.f != b.f ? a.f < b.f : a.sequence > b.sequence
+    }
+    static func == (a: OpenEntry, b: OpenEntry) -> Bool { a.sequence == b.sequence }
+}
 
-        func report(frontier f: Double) {
-            context.progress?(SearchProgress(
-                expansions: stats.expansions, generatedTokens: stats.cost.generatedTokens, programsTried: stats.terminals,
-                bestF: f, best: best.map { states[$0] }, bestVerification: best.flatMap { trace[$0].verification },
-                bestNode: best))
+/// What the search knows about a node beyond its trace entry.
+private struct NodeInfo {
+    var g: Double?
+    var path: PathStats
+    /// v: the value model's estimate for the step into this node (1 for an attempt's root).
+    var prior: Double
+    var children: [Int] = []
+    /// Probability the policy put on the distinct steps already tried here.
+    var triedMass = 0.0
+    /// Expansions here that drew only steps already tried.
+    var repeats = 0
+    var expansions = 0
+    /// Graded outcomes of the episodes through this node.
+    var zSum = 0.0
+    var zCount = 0
+    /// The root of the attempt this node belongs to.
+    var attempt: Int
+    /// Tokens of the cheapest known way from here to the end of an episode.
+    var remainder: Int?
+    var version = 0
+    var terminal = false
+}
+
+private struct TreeSearch<Domain: PlanningDomain> {
+    let context: SearchContext<Domain>
+    var r: SearchRecorder<Domain.State>
+    var info: [NodeInfo]
+    var index: [String: Int]
+    var open = Heap<OpenEntry>()
+    var sequence = 0
+    var domain: Domain { context.domain }
+    var settings: SearchSettings { context.settings }
+
+    init(_ context: SearchContext<Domain>) {
+        self.context = context
+        r = SearchRecorder(root: context.domain.root, clock: context.clock, progress: context.progress)
+        info = [NodeInfo(g: nil, path: PathStats(), prior: 1, attempt: 0)]
+        index = [context.domain.key(of: context.domain.root): 0]
+    }
+
+    mutating func push(_ node: Int, _ kind: OpenEntry.Kind, f: Double) {
+        sequence += 1
+        info[node].version += 1
+        open.insert(OpenEntry(f: f, sequence: sequence, node: node, kind: kind, version: info[node].version))
+    }
+
+    /// Adds the state `action` leads to from `parent`, or finds it when the tree
+    /// already holds it. Judges it when it ends an episode.
+    mutating func step(from parent: Int, _ proposal: Proposal<Domain.Action>, q: Double,
+                       tokensBefore: Int) async throws -> (id: Int, new: Bool) {
+        let state = domain.apply(proposal.action, to: r.state(parent))
+        let key = domain.key(of: state)
+        if let existing = index[key] { return (existing, false) }
+        let reward = domain.processReward(of: state)
+        let g = settings.aggregation.fold(info[parent].g, reward)
+        let f = g + settings.lambda * q
+        let depth = r.trace[parent].depth + 1
+        let id = r.add(state, TraceNode(id: 0, parent: parent, depth: depth, action: domain.describe(proposal.action),
+                                        f: f, g: g, h: q, reward: reward, count: proposal.count),
+                       score: f, tokensBefore: tokensBefore)
+        info.append(NodeInfo(g: g, path: info[parent].path.extended(by: proposal), prior: q, attempt: info[parent].attempt))
+        index[key] = id
+        info[parent].children.append(id)
+        info[parent].triedMass += exp(proposal.decisionLogprob)
+        if domain.isTerminal(state) || depth >= settings.maxDepth {
+            info[id].terminal = true
+            let verification = try await domain.verify(state)
+            r.judged(id, verification)
+            backUp(verification.credit, from: id)
         }
+        return (id, true)
+    }
 
-        func finish(_ reason: StopReason) -> SearchResult<Domain.State> {
-            stats.stop = reason
-            stats.nodes = trace.count
-            stats.wallSeconds = clock.now() - started
-            return SearchResult(best: best.map { states[$0] }, bestVerification: best.flatMap { trace[$0].verification },
-                                bestNode: best, statistics: stats, trace: trace)
+    /// Books a graded outcome on every node of its attempt's path.
+    mutating func backUp(_ z: Double, from terminal: Int) {
+        var node: Int? = terminal
+        let attempt = info[terminal].attempt
+        while let n = node {
+            info[n].zSum += z
+            info[n].zCount += 1
+            if n == attempt { break }
+            node = r.trace[n].parent
         }
+    }
 
+    /// f of expanding `node` again: its value times the probability mass on steps not tried yet.
+    func priority(_ node: Int) -> Double {
+        let n = info[node]
+        let mu = settings.rolloutWeight
+        let v = n.zCount > 0 ? (1 - mu) * n.prior + mu * n.zSum / Double(n.zCount) : n.prior
+        let untried = max(0, 1 - n.triedMass)
+        var h = v * (settings.uncertainty > 0 ? pow(untried, settings.uncertainty) : 1)
+        h *= pow(0.5, Double(n.repeats))
+        if settings.costWeight > 0 {
+            // Per expected token, relative to a typical episode of `typicalTokens`.
+            let cost = Double(max(n.remainder ?? Self.typicalTokens, 1)) / Double(Self.typicalTokens)
+            h /= pow(cost, settings.costWeight)
+        }
+        return (n.g ?? 0) + settings.lambda * h
+    }
+
+    /// The scale of "a whole episode" in tokens, for the cost term.
+    static var typicalTokens: Int { 100 }
+
+    /// The failed episode written again with the verdict in view: valued by how
+    /// close the failure came (its graded credit).
+    func revisePriority(_ terminal: Int) -> Double {
+        settings.lambda * settings.revise * (0.5 + 0.5 * (r.trace[terminal].verification?.credit ?? 0))
+    }
+
+    // MARK: Continuations
+
+    mutating func continuations() async throws -> SearchResult<Domain.State> {
+        push(0, .expand, f: settings.lambda)
         while let entry = open.popMax() {
             try Task.checkCancellation()
-            if let limit = settings.budget.maxExpansions, stats.expansions >= limit { return finish(.expansions) }
-            if let limit = settings.budget.maxGeneratedTokens, stats.cost.generatedTokens >= limit { return finish(.tokens) }
-            if let limit = settings.budget.maxSeconds, clock.now() - started >= limit { return finish(.deadline) }
+            guard entry.version == info[entry.node].version else { continue }
+            if let reason = r.exhausted(settings.budget) { return r.finish(reason) }
+            switch entry.kind {
+            case .revise:
+                try await revise(entry.node)
+            case .expand:
+                try await expand(entry.node)
+            }
+            if r.solved {
+                r.report(frontier: entry.f)
+                return r.finish(.solved)
+            }
+            r.report(frontier: open.max?.f ?? entry.f)
+        }
+        return r.finish(.exhausted)
+    }
 
+    mutating func expand(_ node: Int) async throws {
+        let attemptRoot = info[node].attempt == node
+        let greedy = settings.greedyFirst && attemptRoot && info[node].expansions == 0
+        r.trace[node].expandedAt = r.stats.expansions
+        let batch = try await domain.continuations(from: r.state(node), n: greedy ? 1 : settings.branchSamples,
+                                                   temperature: greedy ? 0 : settings.temperature,
+                                                   seed: SplitMix64.mix(settings.seed, UInt64(r.stats.expansions)))
+        let before = r.call(batch.cost)
+        info[node].expansions += 1
+        var touched: Set<Int> = [node]
+        if batch.paths.isEmpty { info[node].repeats += 1 }
+        for path in batch.paths {
+            var current = node
+            // Tokens left after each step: the cost of a new episode from the node the step leads to.
+            var left = path.reduce(0) { $0 + $1.tokens }
+            info[node].remainder = min(info[node].remainder ?? left, left)
+            for (i, proposal) in path.enumerated() {
+                try Task.checkCancellation()
+                let q = context.value.qValues(r.state(current), info[current].path, [proposal]).first ?? 0
+                let (id, new) = try await step(from: current, proposal, q: q, tokensBefore: before)
+                if i == 0 && !new { info[node].repeats += 1 }
+                left -= proposal.tokens
+                info[id].remainder = min(info[id].remainder ?? left, left)
+                touched.insert(id)
+                if info[id].terminal {
+                    if new && r.solved { return }
+                    if new, settings.revise > 0, r.trace[id].verification?.reward != 1 {
+                        push(id, .revise, f: revisePriority(id))
+                    }
+                    var a: Int? = r.trace[id].parent
+                    while let n = a { touched.insert(n); if n == info[id].attempt { break }; a = r.trace[n].parent }
+                    break
+                }
+                current = id
+            }
+        }
+        // A node whose draws keep repeating what it has is spent: leave it.
+        for n in touched where !info[n].terminal && info[n].repeats < Self.maxRepeats { push(n, .expand, f: priority(n)) }
+    }
+
+    /// Draws at a node that bring nothing new before the search stops going back there.
+    static var maxRepeats: Int { 3 }
+
+    mutating func revise(_ terminal: Int) async throws {
+        guard let verification = r.trace[terminal].verification,
+              let state = domain.revision(of: r.state(terminal), after: verification) else { return }
+        let key = domain.key(of: state)
+        guard index[key] == nil else { return }
+        let prior = revisePriority(terminal) / max(settings.lambda, 1e-9)
+        let id = r.add(state, TraceNode(id: 0, parent: terminal, depth: r.trace[terminal].depth + 1, action: "⟲ revise",
+                                        f: settings.lambda * prior, h: prior),
+                       score: settings.lambda * prior, tokensBefore: r.tokens)
+        info.append(NodeInfo(g: nil, path: PathStats(), prior: prior, attempt: 0))
+        info[id].attempt = id
+        index[key] = id
+        try await expand(id)
+    }
+
+    // MARK: K steps
+
+    mutating func kSteps() async throws -> SearchResult<Domain.State> {
+        if settings.greedyFirst {
+            // The greedy episode first, as a path; its nodes then wait for K-step expansions.
+            let batch = try await domain.continuations(from: domain.root, n: 1, temperature: 0,
+                                                       seed: SplitMix64.mix(settings.seed, 0))
+            let before = r.call(batch.cost)
+            r.trace[0].expandedAt = 0
+            var current = 0
+            for proposal in batch.paths.first ?? [] {
+                let q = context.value.qValues(r.state(current), info[current].path, [proposal]).first ?? 0
+                let (id, new) = try await step(from: current, proposal, q: q, tokensBefore: before)
+                if r.solved { r.report(); return r.finish(.solved) }
+                guard new, !info[id].terminal else { break }
+                push(id, .expand, f: r.trace[id].f)
+                current = id
+            }
+            // The root competes for a K-step expansion like the greedy path's nodes.
+            push(0, .expand, f: settings.lambda)
+        } else {
+            push(0, .expand, f: 0)
+        }
+        while let entry = open.popMax() {
+            try Task.checkCancellation()
+            guard entry.version == info[entry.node].version else { continue }
+            if let reason = r.exhausted(settings.budget) { return r.finish(reason) }
             let parent = entry.node
-            trace[parent].expandedAt = stats.expansions
-            let seed = SplitMix64.mix(settings.seed, UInt64(stats.expansions))
-            stats.expansions += 1
-            let expansion = try await domain.propose(from: states[parent], k: settings.k, seed: seed)
-            stats.cost += expansion.cost
-            let qs = context.value.qValues(states[parent], paths[parent], expansion.proposals)
-
+            r.trace[parent].expandedAt = r.stats.expansions
+            let expansion = try await domain.propose(from: r.state(parent), k: settings.k,
+                                                     seed: SplitMix64.mix(settings.seed, UInt64(r.stats.expansions)))
+            let before = r.call(expansion.cost)
+            let qs = context.value.qValues(r.state(parent), info[parent].path, expansion.proposals)
             for (proposal, q) in zip(expansion.proposals, qs) {
                 try Task.checkCancellation()
-                let state = domain.apply(proposal.action, to: states[parent])
-                guard visited.insert(domain.key(of: state)).inserted else {
-                    stats.duplicates += 1
+                let (id, new) = try await step(from: parent, proposal, q: q, tokensBefore: before)
+                guard new else {
+                    r.stats.duplicates += 1
                     continue
                 }
-                let reward = domain.processReward(of: state)
-                let g = settings.aggregation.fold(gs[parent], reward)
-                let f = g + settings.lambda * q
-                let id = states.count
-                let depth = trace[parent].depth + 1
-                states.append(state)
-                paths.append(paths[parent].extended(by: proposal))
-                gs.append(g)
-                trace.append(TraceNode(id: id, parent: parent, depth: depth, action: domain.describe(proposal.action),
-                                       f: f, g: g, h: q, reward: reward, count: proposal.count))
-                if domain.isTerminal(state) || depth >= settings.maxDepth {
-                    trace[id].terminal = true
-                    stats.terminals += 1
-                    let verification = try await domain.verify(state)
-                    stats.cost += verification.cost
-                    trace[id].verification = verification
-                    if isBetter((verification, f), than: bestKey(best)) { best = id }
-                    if verification.reward == 1 {
-                        report(frontier: f)
-                        return finish(.solved)
-                    }
-                } else {
-                    sequence += 1
-                    open.insert(OpenEntry(f: f, sequence: sequence, node: id))
+                if r.solved {
+                    r.report(frontier: r.trace[id].f)
+                    return r.finish(.solved)
                 }
+                if !info[id].terminal { push(id, .expand, f: r.trace[id].f) }
             }
-            report(frontier: open.max?.f ?? entry.f)
+            r.report(frontier: open.max?.f ?? entry.f)
         }
-        return finish(.exhausted)
+        return r.finish(.exhausted)
     }
 }

@@ -62,10 +62,12 @@ public struct TraceNode: Sendable, Hashable, Codable {
     public var verification: Verification?
     /// The number of policy samples that proposed this action.
     public var count: Int
+    /// Generated tokens spent before the call that produced this node.
+    public var tokensBefore: Int
 
     public init(id: Int, parent: Int?, depth: Int, action: String, f: Double = 0, g: Double = 0, h: Double = 0,
                 reward: Double = 0, terminal: Bool = false, expandedAt: Int? = nil, verification: Verification? = nil,
-                count: Int = 1) {
+                count: Int = 1, tokensBefore: Int = 0) {
         self.id = id
         self.parent = parent
         self.depth = depth
@@ -78,6 +80,7 @@ public struct TraceNode: Sendable, Hashable, Codable {
         self.expandedAt = expandedAt
         self.verification = verification
         self.count = count
+        self.tokensBefore = tokensBefore
     }
 
     public static let root = TraceNode(id: 0, parent: nil, depth: 0, action: "")
@@ -106,14 +109,23 @@ public struct SearchResult<State: Sendable>: Sendable {
     public var bestNode: Int?
     public var statistics: SearchStatistics
     public var trace: [TraceNode]
+    /// Every LLM call, in order (see `SearchRecorder`).
+    public var calls: [LedgerCall]
+    /// The answer after each judged program, in order.
+    public var answers: [LedgerAnswer]
+    /// The state of every judged node, by node id.
+    public var judged: [Int: State]
 
     public init(best: State?, bestVerification: Verification?, bestNode: Int?, statistics: SearchStatistics,
-                trace: [TraceNode]) {
+                trace: [TraceNode], calls: [LedgerCall] = [], answers: [LedgerAnswer] = [], judged: [Int: State] = [:]) {
         self.best = best
         self.bestVerification = bestVerification
         self.bestNode = bestNode
         self.statistics = statistics
         self.trace = trace
+        self.calls = calls
+        self.answers = answers
+        self.judged = judged
     }
 }
 
@@ -142,12 +154,4 @@ public struct SearchProgress<State: Sendable>: Sendable {
         self.bestVerification = bestVerification
         self.bestNode = bestNode
     }
-}
-
-/// The one rule for "better" among finished programs: more checks passed,
-/// then the higher score (f for Q*, mean log-probability for samples).
-func isBetter(_ a: (Verification, Double), than b: (Verification, Double)?) -> Bool {
-    guard let b else { return true }
-    if a.0.passed != b.0.passed { return a.0.passed > b.0.passed }
-    return a.1 > b.1
 }

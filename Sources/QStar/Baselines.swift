@@ -9,70 +9,51 @@ public struct GreedyDecoding: SearchAlgorithm {
     public init() {}
 
     public func run<Domain: PlanningDomain>(_ context: SearchContext<Domain>) async throws -> SearchResult<Domain.State> {
-        try await sample(context, n: 1, temperature: 0, batch: 1, maxGeneratedTokens: nil)
+        try await sample(context, n: 1, temperature: 0, batch: 1, budget: Budget())
     }
 }
 
 /// N sampled programs; the first that passes the visible checks wins, else
 /// the one passing most (ties to the policy's higher mean log-probability).
-/// Programs are drawn a few at a time so a token budget can stop it early.
+/// `branchSamples` programs per call (the server decodes them in one batch,
+/// faster in wall time, but a token budget then stops only between batches).
 public struct BestOfN: SearchAlgorithm {
     public let name = "best-of-n"
     public let summary = "up to --samples programs at --temperature; the first that passes wins"
     public let usesValueModel = false
-    /// Programs per request: the server decodes them in one batch.
-    public var batch = 4
     public init() {}
 
     public func run<Domain: PlanningDomain>(_ context: SearchContext<Domain>) async throws -> SearchResult<Domain.State> {
         let s = context.settings
-        return try await sample(context, n: s.samples, temperature: s.temperature, batch: min(batch, s.samples),
-                                maxGeneratedTokens: s.budget.maxGeneratedTokens)
+        return try await sample(context, n: s.samples, temperature: s.temperature, batch: min(max(1, s.branchSamples), s.samples),
+                                budget: s.budget)
     }
 }
 
 /// Whole programs from the root, judged one by one, for the baselines.
 private func sample<Domain: PlanningDomain>(_ context: SearchContext<Domain>, n: Int, temperature: Double, batch: Int,
-                                            maxGeneratedTokens: Int?) async throws -> SearchResult<Domain.State> {
-    let domain = context.domain, clock = context.clock
-    let started = clock.now()
-    var stats = SearchStatistics()
-    var trace: [TraceNode] = [.root]
-    var states: [Domain.State] = [domain.root]
-    var best: Int?
+                                            budget: Budget) async throws -> SearchResult<Domain.State> {
+    let domain = context.domain
+    var r = SearchRecorder(root: domain.root, clock: context.clock, progress: context.progress)
     var drawn = 0
-    stats.stop = .exhausted
-    draw: while drawn < n {
+    while drawn < n {
         try Task.checkCancellation()
-        if let limit = maxGeneratedTokens, stats.cost.generatedTokens >= limit { stats.stop = .tokens; break }
+        if let reason = r.exhausted(budget) { return r.finish(reason) }
         let size = min(batch, n - drawn)
-        let result = try await domain.rollouts(from: domain.root, n: size, temperature: temperature,
-                                               seed: SplitMix64.mix(context.settings.seed, UInt64(drawn)))
-        stats.cost += result.cost
-        stats.expansions += 1
+        let batch = try await domain.continuations(from: domain.root, n: size, temperature: temperature,
+                                                   seed: SplitMix64.mix(context.settings.seed, UInt64(drawn)))
+        let before = r.call(batch.cost)
         drawn += size
-        for rollout in result.rollouts {
-            let verification = try await domain.verify(rollout.state)
-            stats.cost += verification.cost
-            stats.terminals += 1
-            let id = states.count
-            states.append(rollout.state)
-            let logprob = rollout.logprobMean
-            trace.append(TraceNode(id: id, parent: 0, depth: 1, action: "sample \(id)", f: logprob, h: logprob,
-                                   terminal: true, verification: verification))
-            if isBetter((verification, logprob), than: best.map { (trace[$0].verification!, trace[$0].f) }) { best = id }
-            context.progress?(SearchProgress(
-                expansions: stats.expansions, generatedTokens: stats.cost.generatedTokens, programsTried: stats.terminals,
-                best: best.map { states[$0] }, bestVerification: best.flatMap { trace[$0].verification }, bestNode: best))
-            if verification.reward == 1 {
-                best = id
-                stats.stop = .solved
-                break draw
-            }
+        for path in batch.paths {
+            let state = path.reduce(domain.root) { domain.apply($1.action, to: $0) }
+            let tokens = path.reduce(0) { $0 + $1.tokens }
+            let logprob = tokens == 0 ? 0 : path.reduce(0) { $0 + $1.logprobSum } / Double(tokens)
+            let id = r.add(state, TraceNode(id: 0, parent: 0, depth: 1, action: "sample \(r.count)", f: logprob, h: logprob),
+                           score: logprob, tokensBefore: before)
+            r.judged(id, try await domain.verify(state))
+            r.report()
+            if r.solved { return r.finish(.solved) }
         }
     }
-    stats.nodes = trace.count
-    stats.wallSeconds = clock.now() - started
-    return SearchResult(best: best.map { states[$0] }, bestVerification: best.flatMap { trace[$0].verification },
-                        bestNode: best, statistics: stats, trace: trace)
+    return r.finish(.exhausted)
 }

@@ -12,9 +12,12 @@ public protocol PlanningDomain: Sendable {
     /// The policy's top-K next actions (duplicates merged) and what they cost.
     func propose(from state: State, k: Int, seed: UInt64) async throws -> Expansion<Action>
 
-    /// Whole episodes from `state` to a terminal state, sampled at `temperature`
-    /// (0: greedy). Baselines run on this; so can rollout-based value estimation.
-    func rollouts(from state: State, n: Int, temperature: Double, seed: UInt64) async throws -> RolloutBatch<State>
+    /// Whole episodes from `state` to their end, sampled at `temperature` (0:
+    /// greedy), each split into the steps `propose` would offer one at a time.
+    /// One call samples all `n` (the server shares their prompt), so a search
+    /// can add a whole path to its tree for the price of one program's tokens
+    /// from `state` on; the last step of each path ends the episode.
+    func continuations(from state: State, n: Int, temperature: Double, seed: UInt64) async throws -> Continuations<Action>
 
     func apply(_ action: Action, to state: State) -> State
 
@@ -32,6 +35,15 @@ public protocol PlanningDomain: Sendable {
 
     /// One line of text for traces.
     func describe(_ action: Action) -> String
+
+    /// A fresh start that sees `failed` and what the verifier said about it (a
+    /// failing assert's expected and actual values): the policy writes the
+    /// episode again from there. Nil when the domain cannot; that is the default.
+    func revision(of failed: State, after verification: Verification) -> State?
+}
+
+extension PlanningDomain {
+    public func revision(of failed: State, after verification: Verification) -> State? { nil }
 }
 
 public struct Proposal<Action: Sendable>: Sendable {
@@ -42,13 +54,18 @@ public struct Proposal<Action: Sendable>: Sendable {
     public var tokens: Int
     /// How many of the K samples produced this action.
     public var count: Int
+    /// Log-probability of the tokens that decide something (for code: the code,
+    /// not the comments before it): what says how sure the policy was.
+    public var decisionLogprob: Double
 
-    public init(action: Action, logprobMean: Double, logprobSum: Double, tokens: Int, count: Int = 1) {
+    public init(action: Action, logprobMean: Double, logprobSum: Double, tokens: Int, count: Int = 1,
+                decisionLogprob: Double? = nil) {
         self.action = action
         self.logprobMean = logprobMean
         self.logprobSum = logprobSum
         self.tokens = tokens
         self.count = count
+        self.decisionLogprob = decisionLogprob ?? logprobSum
     }
 }
 
@@ -61,22 +78,12 @@ public struct Expansion<Action: Sendable>: Sendable {
     }
 }
 
-public struct Rollout<State: Sendable>: Sendable {
-    public var state: State
-    public var logprobMean: Double
-    public var tokens: Int
-    public init(state: State, logprobMean: Double, tokens: Int) {
-        self.state = state
-        self.logprobMean = logprobMean
-        self.tokens = tokens
-    }
-}
-
-public struct RolloutBatch<State: Sendable>: Sendable {
-    public var rollouts: [Rollout<State>]
+/// Sampled episodes, each a path of steps from the state they started at.
+public struct Continuations<Action: Sendable>: Sendable {
+    public var paths: [[Proposal<Action>]]
     public var cost: Cost
-    public init(rollouts: [Rollout<State>], cost: Cost) {
-        self.rollouts = rollouts
+    public init(paths: [[Proposal<Action>]], cost: Cost) {
+        self.paths = paths
         self.cost = cost
     }
 }
@@ -88,12 +95,17 @@ public struct Verification: Sendable, Hashable, Codable {
     /// A short human-readable outcome ("passed", "failed", "timeout", "syntax error" …).
     public var outcome: String
     public var cost: Cost
+    /// A graded outcome in [0, 1]: 1 when every check passes, less the further
+    /// the episode was from passing (a wrong value beats a crash beats a syntax
+    /// error). Searches that learn from outcomes use it instead of 0/1.
+    public var credit: Double
 
-    public init(passed: Int, total: Int, outcome: String, cost: Cost = Cost()) {
+    public init(passed: Int, total: Int, outcome: String, cost: Cost = Cost(), credit: Double? = nil) {
         self.passed = passed
         self.total = total
         self.outcome = outcome
         self.cost = cost
+        self.credit = credit ?? (total > 0 ? Double(passed) / Double(total) : 0)
     }
 
     public var reward: Double { total > 0 && passed == total ? 1 : 0 }

@@ -31,6 +31,33 @@ public struct SearchSettings: Sendable, Hashable, Codable {
     /// Episodes longer than this are cut: a guard against a policy that never stops.
     public var maxDepth = 64
 
+    // Q*'s expansions (each an ablation switch; BENCHMARKS.md measures them).
+
+    /// An expansion samples whole continuations from a node (a path of steps
+    /// sharing its prefix) instead of K single next steps.
+    public var continuations = true
+    /// The first expansion of each attempt is the policy's greedy episode, so
+    /// a search costs greedy's tokens when greedy's answer passes.
+    public var greedyFirst = true
+    /// Continuations per expansion (Q*) or programs per call (best-of-N). A
+    /// node can be expanded again when the search comes back to it (partial
+    /// expansion), so 1 draws only what is used; more is faster in wall time
+    /// (one batch) but coarser under a token budget.
+    public var branchSamples = 1
+    /// Exponent of the unexplored probability mass at a node in its priority:
+    /// branch where the policy was unsure (0: ignore it).
+    public var uncertainty = 1.0
+    /// μ in h = (1−μ)·v + μ·z: how much verified outcomes z of the episodes
+    /// through a node count against the value model's v.
+    public var rolloutWeight = 0.5
+    /// Exponent β of the expected cost of a new episode from a node (the
+    /// tokens of its cheapest known remainder) in its priority: value per token
+    /// (0: ignore cost; branching deep is cheaper than starting over).
+    public var costWeight = 0.5
+    /// Weight of writing a failed episode again with the verifier's feedback in
+    /// view (0: never). Its priority is this times the failure's graded credit.
+    public var revise = 0.0
+
     public init() {}
 
     public static let defaults = SearchSettings()

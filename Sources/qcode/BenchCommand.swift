@@ -21,12 +21,31 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Write the JSON report here (and resume from it).")
     var out: String?
 
+    @Option(help: "Anytime budgets, e.g. 200,400,800,1600: one run at the largest records, per task, what it would have answered at each (sets --budget-tokens).")
+    var budgets: String?
+
+    /// The parsed `--budgets`, ascending.
+    func anytimeBudgets() throws -> [Int]? {
+        guard let budgets else { return nil }
+        let values = budgets.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !values.isEmpty, values.allSatisfy({ ($0 ?? 0) > 0 }) else {
+            throw ValidationError("--budgets takes positive token counts separated by commas, e.g. 200,400,800,1600")
+        }
+        let sorted = values.compactMap { $0 }.sorted()
+        if let explicit = flags.budgetTokens, explicit != sorted.last {
+            throw ValidationError("--budget-tokens \(explicit) disagrees with the largest of --budgets (\(sorted.last!)): give one of them")
+        }
+        return sorted
+    }
+
     @OptionGroup var flags: SolveFlags
     @OptionGroup var llm: LLMOptions
 
     func run() async throws {
         let tasks = try selection.tasks()
-        let options = try flags.options()
+        var options = try flags.options()
+        let anytime = try anytimeBudgets()
+        if let largest = anytime?.last { options.search.budget.maxGeneratedTokens = largest }
         let values = ValueModels()
         let engine = try Engine.make(llm)
         let identity = BenchIdentity(data: URL(fileURLWithPath: selection.data).lastPathComponent, options: options, visible: visible,
@@ -44,7 +63,7 @@ struct Bench: AsyncParsableCommand {
                 bar.update("[\(i + 1)/\(tasks.count)] task \(task.id)  pass \(passed)/\(report.tasks.count)")
                 var result: BenchTaskResult
                 do {
-                    result = try await bench.run(task, options: options)
+                    result = try await bench.run(task, options: options, anytime: anytime != nil)
                 } catch is CancellationError {
                     throw CancellationError()
                 } catch {
@@ -63,7 +82,23 @@ struct Bench: AsyncParsableCommand {
         shown.recompute()
         print(BenchReport.markdownHeader)
         print(shown.markdownRow)
+        if let anytime {
+            print("\n| budget | pass@1 | visible pass | oracle coverage | gen tokens/task | s/task |\n|---|---|---|---|---|---|")
+            for b in anytime {
+                let points = shown.tasks.compactMap { $0.at(budget: b) }
+                let n = Double(max(1, points.count))
+                func share(_ f: (BenchTaskResult.AtBudget) -> Bool) -> String {
+                    String(format: "%.1f%%", 100 * Double(points.filter(f).count) / n)
+                }
+                print("| \(b) | \(share(\.passed)) | \(share(\.visiblePassed)) | \(share(\.covered)) | "
+                      + String(format: "%.0f | %.1f |", Double(points.reduce(0) { $0 + $1.tokens }) / n,
+                               points.reduce(0) { $0 + $1.seconds } / n))
+            }
+        }
         if let rate = shown.challengePassRate { print(String(format: "challenge tests passed: %.1f%%", rate * 100)) }
+        let split = shown.wallSplit
+        print(String(format: "wall time: %.1f%% waiting for the LLM, %.1f%% in the jail, %.1f%% in qcode", 100 * split.llm,
+                     100 * split.jail, 100 * split.qcode))
         let errors = shown.tasks.filter { $0.error != nil }
         if !errors.isEmpty { print("\(errors.count) task(s) failed with errors, first: \(errors[0].error!)") }
     }

@@ -94,6 +94,30 @@ struct SolveFlags: ParsableArguments {
     @Option(help: "Steps in one program at most. Default: \(d.search.maxDepth).")
     var maxDepth: Int?
 
+    @Option(help: "Q*: expansions sample whole continuations (true) or K single lines (false). Default: \(d.search.continuations).")
+    var continuations: Bool?
+
+    @Option(help: "Q*: the first expansion of each attempt is the greedy program. Default: \(d.search.greedyFirst).")
+    var greedyFirst: Bool?
+
+    @Option(help: "Continuations per Q* expansion (a node may be expanded again), programs per best-of-N call. Default: \(d.search.branchSamples).")
+    var branchSamples: Int?
+
+    @Option(help: "Q*: exponent of the probability mass not yet tried at a node in its priority (0: ignore). Default: \(d.search.uncertainty).")
+    var uncertainty: Double?
+
+    @Option(help: "Q*: weight μ of verified outcomes against the value model, h = (1−μ)·v + μ·z. Default: \(d.search.rolloutWeight).")
+    var rolloutWeight: Double?
+
+    @Option(help: "Q*: exponent β of a node's expected cost (its cheapest remaining episode, in tokens) in its priority (0: ignore cost). Default: \(d.search.costWeight).")
+    var costWeight: Double?
+
+    @Option(help: "Q*: weight of writing a failed program again with the test's feedback (0: never). Default: \(d.search.revise).")
+    var revise: Double?
+
+    @Option(help: "What a step is: \(StepShape.allCases.map(\.rawValue).joined(separator: " or ")) (a code line with the comments before it). Default: \(d.steps.rawValue).")
+    var steps: StepShape?
+
     @Option(help: "A step is N tokens instead of one line. Default: one line.")
     var stepTokens: Int?
 
@@ -123,6 +147,14 @@ struct SolveFlags: ParsableArguments {
         if let samples { o.search.samples = samples }
         if let temperature { o.search.temperature = temperature }
         if let maxDepth { o.search.maxDepth = maxDepth }
+        if let continuations { o.search.continuations = continuations }
+        if let greedyFirst { o.search.greedyFirst = greedyFirst }
+        if let branchSamples { o.search.branchSamples = branchSamples }
+        if let uncertainty { o.search.uncertainty = uncertainty }
+        if let rolloutWeight { o.search.rolloutWeight = rolloutWeight }
+        if let costWeight { o.search.costWeight = costWeight }
+        if let revise { o.search.revise = revise }
+        if let steps { o.steps = steps }
         if let stepTokens { o.stepTokens = stepTokens }
         if let maxLineTokens { o.maxLineTokens = maxLineTokens }
         if let maxProgramTokens { o.maxProgramTokens = maxProgramTokens }
@@ -140,6 +172,7 @@ struct SolveFlags: ParsableArguments {
 }
 
 extension Aggregation: ExpressibleByArgument {}
+extension StepShape: ExpressibleByArgument {}
 
 struct Solve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -51,22 +51,27 @@ func qcode(_ arguments: [String], environment extra: [String: String] = [:]) asy
 @Suite struct SolveFlagTests {
     /// Every field of `SolveOptions` has a flag, and the flags reach the same value the daemon decodes.
     @Test func everyOptionHasAFlagThatSetsIt() throws {
-        var o = SolveOptions()
-        o.method = "best-of-n"
-        o.value = ValueChoice(.zero)
-        o.search.k = 7
-        o.search.lambda = 0.25
-        o.search.aggregation = .sum
-        o.search.budget = .init(maxExpansions: 9, maxGeneratedTokens: 321, maxSeconds: 42)
-        o.search.seed = 99
-        o.search.samples = 3
-        o.search.temperature = 0.3
-        o.search.maxDepth = 17
-        o.stepTokens = 8
-        o.maxLineTokens = 33
-        o.maxProgramTokens = 222
-        o.timeout = 4
-        let wire = try JSONSerialization.jsonObject(with: JSONCoding.encoder.encode(o)) as! [String: Any]
+        let o = SolveOptions.everyFieldChanged
+        /// A wire value spelled as a flag's argument.
+        enum Scalar: Decodable, CustomStringConvertible {
+            case bool(Bool), int(Int), double(Double), string(String)
+            init(from decoder: any Decoder) throws {
+                let c = try decoder.singleValueContainer()
+                if let b = try? c.decode(Bool.self) { self = .bool(b) }
+                else if let i = try? c.decode(Int.self) { self = .int(i) }
+                else if let d = try? c.decode(Double.self) { self = .double(d) }
+                else { self = .string(try c.decode(String.self)) }
+            }
+            var description: String {
+                switch self {
+                case .bool(let b): return String(b)
+                case .int(let i): return String(i)
+                case .double(let d): return String(d)
+                case .string(let s): return s
+                }
+            }
+        }
+        let wire = try JSONDecoder().decode([String: Scalar].self, from: JSONCoding.encoder.encode(o))
         var arguments: [String] = []
         for field in SolveOptions.Field.allCases {
             arguments += [SolveFlags.flag(for: field.wireName), "\(wire[field.wireName]!)"]
@@ -79,6 +84,8 @@ func qcode(_ arguments: [String], environment extra: [String: String] = [:]) asy
         #expect { try SolveFlags.parse(["-k", "0"]).options() } throws: { "\($0)".contains("-k must be between 1 and 64") }
         #expect { try SolveFlags.parse(["--budget-tokens", "0"]).options() } throws: { "\($0)".contains("--budget-tokens must be positive") }
         #expect { try SolveFlags.parse(["--method", "mcts"]).options() } throws: { "\($0)".contains("--method must be one of qstar") }
+        // A flag that would have no effect is an error, not silently ignored.
+        #expect { try SolveFlags.parse(["--step-tokens", "8"]).options() } throws: { "\($0)".contains("--continuations false") }
     }
 }
 
@@ -90,7 +97,7 @@ func qcode(_ arguments: [String], environment extra: [String: String] = [:]) asy
         defer { endpoint.stop() }
         let socket = tempSocketPath()
         let common = ["solve", Self.task, "--endpoint", endpoint.url, "--api", "llama", "--step-tokens", "8",
-                      "-k", "2", "--budget-expansions", "2", "--socket", socket]
+                      "--continuations", "false", "--greedy-first", "false", "-k", "2", "--budget-expansions", "2", "--socket", socket]
         let here = try await qcode(common + ["--no-daemon"])
         #expect(here.status != 2, "\(here.output)")
         let inProcess = endpoint.maxTokens

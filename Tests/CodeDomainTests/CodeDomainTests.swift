@@ -129,7 +129,10 @@ import TestSupport
         ])
         let verifier = ScriptedVerifier()
         let d = try domain(model, verifier: verifier)
-        let result = try await AStarSearch().run(SearchContext(domain: d))
+        var kSteps = SearchSettings()
+        kSteps.continuations = false
+        kSteps.greedyFirst = false
+        let result = try await AStarSearch().run(SearchContext(domain: d, settings: kSteps))
         #expect(result.best?.program == "def add(a, b):\n    return a + b\n")
         #expect(result.statistics.stop == .solved)
         // The broken line was never expanded: its g is −1 under min aggregation.
@@ -149,6 +152,8 @@ import TestSupport
         var options = SolveOptions()
         options.stepTokens = 8
         options.search.k = 2
+        options.search.continuations = false
+        options.search.greedyFirst = false
         let d = try CodeSearchDomain(task: addTask, model: model, verifier: verifier, options: options)
         let result = try await AStarSearch().run(SearchContext(domain: d, settings: options.search))
         #expect(result.best?.program == "def add(a, b):\n    return a + b\n")
@@ -158,15 +163,60 @@ import TestSupport
         #expect(verifier.jobs.withLock { $0.count } == 1)
     }
 
-    @Test func rolloutsSplitWholeProgramsIntoLines() async throws {
-        let model = ScriptedModel(lines: [:], programs: [CompletionChoice(text: "def add(a, b):\n    return a + b\n\n", tokenLogprobs: [-0.1],
-                                                                          finish: .stop, tokens: 9)])
+    @Test func continuationsSplitIntoCodeStepsWithTheirLogprobs() async throws {
+        let choice = CompletionChoice(text: "def add(a, b):\n    # sum\n    return a + b\n\n", tokenLogprobs: [-0.1, -0.2, -1.0, -0.3, -0.1, -0.05],
+                                      finish: .stop, tokens: 6, tokenTexts: ["def", " add(a, b):\n", "    # sum\n", "    return", " a + b", "\n"])
+        let d = try domain(ScriptedModel(programs: [choice]))
+        let batch = try await d.continuations(from: d.root, n: 1, temperature: 0, seed: 0)
+        let path = try #require(batch.paths.first)
+        // The header waits for its first statement; the comment rides along but does not decide.
+        #expect(path.map(\.action) == [CodeAction(line: "def add(a, b):\n    # sum\n    return a + b", ends: true)])
+        #expect(abs(path[0].logprobSum - -1.75) < 1e-9)
+        #expect(abs(path[0].decisionLogprob - -0.75) < 1e-9)
+        #expect(batch.cost.generatedTokens == 6)
+        let state = path.reduce(d.root) { d.apply($1.action, to: $0) }
+        #expect(state.finished && state.facts.verdict == .valid && state.program == "def add(a, b):\n    # sum\n    return a + b\n")
+    }
+
+    @Test func codeStepsGroupCommentsWithTheCodeAfterThem() {
+        let lines = ["def f(xs):", "    # start empty", "    out = []", "", "    # every item", "    for x in xs:",
+                     "        out.append(", "            x)", "    return out"]
+            .map { StepSplitter.Line(text: $0, logprob: -1, tokens: 1) }
+        let steps = StepSplitter.code(lines).map(\.text)
+        #expect(steps == ["def f(xs):\n    # start empty\n    out = []",
+                          "\n    # every item\n    for x in xs:\n        out.append(\n            x)",
+                          "    return out"])
+        #expect(StepSplitter.code(lines).map(\.decisionLogprob) == [-2, -3, -1])
+    }
+
+    @Test func withCodeStepsCommentsDoNotMakeANewState() throws {
+        let d = try domain(ScriptedModel())
+        let a = d.apply(CodeAction(line: "x = 1  # one", ends: false), to: d.root)
+        let b = d.apply(CodeAction(line: "# set x\nx = 1", ends: false), to: d.root)
+        #expect(d.key(of: a) == d.key(of: b))
+        // Line steps keep comments apart, or a comment line could never be a step.
+        var lines = SolveOptions()
+        lines.steps = .lines
+        let l = try CodeSearchDomain(task: addTask, model: ScriptedModel(), verifier: ScriptedVerifier(), options: lines)
+        #expect(l.key(of: l.apply(CodeAction(line: "# set x", ends: false), to: l.root)) != l.key(of: l.root))
+    }
+
+    @Test func aRevisionShowsTheFailedProgramAndTheFailingAssert() async throws {
+        let model = ScriptedModel(programs: [CompletionChoice(text: "def add(a, b):\n    return a - b\n", tokenLogprobs: [-0.1],
+                                                              finish: .stop, tokens: 9)])
         let d = try domain(model)
-        let batch = try await d.rollouts(from: d.root, n: 1, temperature: 0, seed: 0)
-        let state = try #require(batch.rollouts.first?.state)
-        #expect(state.lines == ["def add(a, b):", "    return a + b"])
-        #expect(state.finished && state.facts.verdict == .valid)
-        #expect(batch.cost.generatedTokens == 9)
+        let failed = d.apply(CodeAction(line: "def add(a, b):\n    return a - b", ends: true), to: d.root)
+        let verification = try await d.verify(failed)
+        #expect(verification.reward == 0 && verification.credit > 0 && verification.credit < 1)
+        let retry = try #require(d.revision(of: failed, after: verification))
+        #expect(!retry.finished && retry.program.isEmpty && d.key(of: retry) != d.key(of: d.root))
+        _ = try await d.continuations(from: retry, n: 1, temperature: 0, seed: 0)
+        let prompt = try #require(model.prompts.last)
+        #expect(prompt.contains("```python\ndef add(a, b):\n    return a - b\n```<|im_end|>"))
+        #expect(prompt.contains("The code fails this test:\nassert add(1, 2) == 3\nAssertionError: got 0, expected 3"))
+        #expect(prompt.hasSuffix("Write the corrected code.<|im_end|>\n<|im_start|>assistant\n```python\n"))
+        // Only the visible tests are in the feedback: the task here shows both.
+        #expect(!prompt.contains("hidden"))
     }
 }
 
@@ -265,26 +315,39 @@ import TestSupport
     }
 }
 
-@Suite struct SolveOptionsTests {
-    /// Every field set to something other than its default.
-    static var everyFieldChanged: SolveOptions {
-        var o = SolveOptions()
-        o.method = "best-of-n"
-        o.value = ValueChoice(.zero)
-        o.search.k = 7
-        o.search.lambda = 0.25
-        o.search.aggregation = .sum
-        o.search.budget = Budget(maxExpansions: 9, maxGeneratedTokens: 321, maxSeconds: 42)
-        o.search.seed = 99
-        o.search.samples = 3
-        o.search.temperature = 0.3
-        o.search.maxDepth = 17
-        o.stepTokens = 8
-        o.maxLineTokens = 33
-        o.maxProgramTokens = 222
-        o.timeout = 4
-        return o
+/// The report of one run at a large budget answers for smaller ones: what
+/// `at(budget:)` says equals what a run limited to that budget reports.
+@Suite struct AnytimeReportTests {
+    static let programs = ["def add(a, b):\n    return a - b\n", "def add(a, b):\n    return b - a\n",
+                           "def add(a, b):\n    return a * b\n", "def add(a, b):\n    return a + b\n"]
+        .map { CompletionChoice(text: $0, tokenLogprobs: [-0.5], finish: .stop, tokens: 10) }
+
+    @Test(arguments: ["best-of-n", "qstar"])
+    func atBudgetMatchesABudgetLimitedRun(method: String) async throws {
+        func run(_ budget: Int, anytime: Bool) async throws -> BenchTaskResult {
+            var options = SolveOptions()
+            options.method = method
+            options.search.samples = 64
+            options.search.budget = Budget(maxGeneratedTokens: budget)
+            let bench = Benchmark(solver: Solver(model: ScriptedModel(programs: Self.programs), verifier: ScriptedVerifier()),
+                                  scorer: ScriptedVerifier(), visible: 1)
+            return try await bench.run(addTask, options: options, anytime: anytime)
+        }
+        let full = try await run(1600, anytime: true)
+        #expect(full.passed && full.judged?.count == 4)
+        for budget in [5, 15, 25, 35] {
+            let point = try #require(full.at(budget: budget))
+            let limited = try await run(budget, anytime: false)
+            #expect(point.passed == limited.passed, "budget \(budget)")
+            #expect(point.tokens == limited.generatedTokens, "budget \(budget)")
+        }
+        // Coverage: a correct program exists only once the fourth is drawn.
+        #expect(full.at(budget: 25)?.covered == false && full.at(budget: 35)?.covered == true)
     }
+}
+
+@Suite struct SolveOptionsTests {
+    static var everyFieldChanged: SolveOptions { .everyFieldChanged }
 
     @Test func theFixtureChangesEveryField() throws {
         let changed = try JSONSerialization.jsonObject(with: JSONCoding.encoder.encode(Self.everyFieldChanged)) as! [String: Any]

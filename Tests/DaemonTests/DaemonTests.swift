@@ -456,24 +456,7 @@ import TestSupport
 /// Every solve option reaches the search unchanged, whether the solve runs in
 /// this process or through the daemon's wire.
 @Suite struct OptionsReachTheSearchTests {
-    static let fixture: SolveOptions = {
-        var o = SolveOptions()
-        o.method = "best-of-n"
-        o.value = ValueChoice(.zero)
-        o.search.k = 7
-        o.search.lambda = 0.25
-        o.search.aggregation = .sum
-        o.search.budget = Budget(maxExpansions: 9, maxGeneratedTokens: 321, maxSeconds: 42)
-        o.search.seed = 99
-        o.search.samples = 3
-        o.search.temperature = 0.3
-        o.search.maxDepth = 17
-        o.stepTokens = 8
-        o.maxLineTokens = 33
-        o.maxProgramTokens = 222
-        o.timeout = 4
-        return o
-    }()
+    static let fixture = SolveOptions.everyFieldChanged
 
     @Test func inProcess() async throws {
         let recorder = RecordingPlanner(name: "best-of-n")

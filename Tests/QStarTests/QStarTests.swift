@@ -17,9 +17,17 @@ struct ScriptedDomain: PlanningDomain {
     var tree: [String: [Option]]
     /// Terminal keys and how many of 2 checks they pass.
     var goals: [String: Int]
+    /// Graded credit of failed terminals (default: the fraction passed).
+    var credit: [String: Double] = [:]
     var rollout: [[String]] = []
     /// Every state not in `tree` offers one more step: an endless chain.
     var endless = false
+    /// Continuations by the key of the state they start from: the i-th draw there gets the i-th (cycling).
+    var paths: [String: [[String]]] = [:]
+    /// log p of a step, by action (default −0.1).
+    var stepLogprob: [String: Double] = [:]
+    /// Revisions allowed: a failed episode's retry starts at state ["retry <key>"].
+    var revisable = false
     let log = Log()
 
     final class Log: Sendable {
@@ -27,6 +35,9 @@ struct ScriptedDomain: PlanningDomain {
         let seeds = Mutex<[UInt64]>([])
         let verified = Mutex<[String]>([])
         let rolloutTemperatures = Mutex<[Double]>([])
+        /// Each continuation call: the key it started from and the `n` it asked for.
+        let continued = Mutex<[(key: String, n: Int)]>([])
+        let draws = Mutex<[String: Int]>([:])
     }
 
     var root: [String] { [] }
@@ -43,14 +54,30 @@ struct ScriptedDomain: PlanningDomain {
                          cost: cost)
     }
 
-    func rollouts(from state: [String], n: Int, temperature: Double, seed: UInt64) async throws -> RolloutBatch<[String]> {
+    func continuations(from state: [String], n: Int, temperature: Double, seed: UInt64) async throws -> Continuations<String> {
         log.rolloutTemperatures.withLock { $0.append(temperature) }
+        log.continued.withLock { $0.append((key(of: state), n)) }
         let drawn = log.rolloutTemperatures.withLock { $0.count } - 1
+        let picked: [[String]]
+        if let script = paths[key(of: state)] {
+            let first = log.draws.withLock { d in defer { d[key(of: state), default: 0] += n }; return d[key(of: state), default: 0] }
+            picked = (0..<n).map { script[(first + $0) % script.count] }
+        } else if !rollout.isEmpty {
+            picked = (0..<n).map { rollout[(drawn * n + $0) % rollout.count] }
+        } else {
+            picked = []
+        }
         var cost = Cost()
         cost.llmCalls = 1
-        cost.generatedTokens = 50 * n
-        let picked = (0..<n).map { rollout[(drawn * n + $0) % rollout.count] }
-        return RolloutBatch(rollouts: picked.map { Rollout(state: $0, logprobMean: -0.1, tokens: 50) }, cost: cost)
+        cost.generatedTokens = picked.reduce(0) { $0 + 10 * $1.count }
+        return Continuations(paths: picked.map { $0.map { a in
+            let lp = stepLogprob[a] ?? -0.1
+            return Proposal(action: a, logprobMean: lp, logprobSum: lp, tokens: 10)
+        } }, cost: cost)
+    }
+
+    func revision(of failed: [String], after verification: Verification) -> [String]? {
+        revisable ? ["retry " + key(of: failed)] : nil
     }
 
     func apply(_ action: String, to state: [String]) -> [String] { state + [action] }
@@ -69,7 +96,9 @@ struct ScriptedDomain: PlanningDomain {
 
     func verify(_ state: [String]) async throws -> Verification {
         log.verified.withLock { $0.append(key(of: state)) }
-        return Verification(passed: goals[key(of: state)] ?? 0, total: 2, outcome: goals[key(of: state)] == 2 ? "passed" : "failed")
+        let passed = goals[key(of: state)] ?? 0
+        return Verification(passed: passed, total: 2, outcome: passed == 2 ? "passed" : "failed",
+                            credit: passed == 2 ? 1 : credit[key(of: state)] ?? Double(passed) / 2)
     }
 
     func describe(_ action: String) -> String { action }
@@ -80,9 +109,12 @@ func qFromLogprob<S: Sendable>() -> ValueModel<S, String> {
     ValueModel(name: "scripted") { _, _, proposals in proposals.map { exp($0.logprobMean) } }
 }
 
+/// K-step Q* (the paper's expansion): what the tests of A*'s order, g and budgets pin down.
 func settings(lambda: Double = 1, agg: Aggregation = .min, budget: Budget = Budget(), k: Int = 4, seed: UInt64 = 7,
               samples: Int = 8) -> SearchSettings {
     var s = SearchSettings()
+    s.continuations = false
+    s.greedyFirst = false
     s.lambda = lambda
     s.aggregation = agg
     s.budget = budget
@@ -189,13 +221,13 @@ func search(_ domain: ScriptedDomain, lambda: Double = 1, agg: Aggregation = .mi
     }
 
     @Test func stopsAtTheDeadlineOfAnInjectedClock() async throws {
-        final class StepClock: SearchClock {
-            let t = Mutex<Double>(0)
-            func now() -> Double { t.withLock { $0 += 1; return $0 } }
+        /// Each policy call takes one second of this clock.
+        struct CallClock: SearchClock {
+            let log: ScriptedDomain.Log
+            func now() -> Double { Double(log.expanded.withLock { $0.count }) }
         }
         let domain = ScriptedDomain(tree: Self.chain(depth: 20), goals: [:])
-        // Started at 1; each budget check reads the clock once more.
-        let result = try await search(domain, budget: Budget(maxSeconds: 4), clock: StepClock())
+        let result = try await search(domain, budget: Budget(maxSeconds: 3), clock: CallClock(log: domain.log))
         #expect(result.statistics.stop == .deadline)
         #expect(result.statistics.expansions == 3)
     }
@@ -262,22 +294,18 @@ func search(_ domain: ScriptedDomain, lambda: Double = 1, agg: Aggregation = .mi
     @Test func bestOfNReturnsTheFirstPassingProgram() async throws {
         let domain = ScriptedDomain(tree: [:], goals: ["p2!": 2, "p1!": 1],
                                     rollout: [["p0!"], ["p1!"], ["p2!"], ["p3!"]])
-        var oneAtATime = BestOfN()
-        oneAtATime.batch = 1
-        let result = try await oneAtATime.run(SearchContext(domain: domain, settings: settings(seed: 1)))
+        let result = try await BestOfN().run(SearchContext(domain: domain, settings: settings(seed: 1)))
         #expect(result.best == ["p2!"])
         #expect(domain.log.verified.withLock { $0 } == ["p0!", "p1!", "p2!"])
     }
 
     @Test func bestOfNKeepsTheBestWhenNonePassesAndHonoursTheTokenBudget() async throws {
         let domain = ScriptedDomain(tree: [:], goals: ["p1!": 1], rollout: [["p0!"], ["p1!"], ["p3!"]])
-        var oneAtATime = BestOfN()
-        oneAtATime.batch = 1
-        let result = try await oneAtATime.run(SearchContext(
-            domain: domain, settings: settings(budget: Budget(maxGeneratedTokens: 120), seed: 1, samples: 10)))
-        // 50 tokens per program: the third draw crosses 120.
+        let result = try await BestOfN().run(SearchContext(
+            domain: domain, settings: settings(budget: Budget(maxGeneratedTokens: 25), seed: 1, samples: 10)))
+        // 10 tokens per program: the third draw crosses 25.
         #expect(result.statistics.stop == .tokens)
-        #expect(result.statistics.cost.generatedTokens == 150)
+        #expect(result.statistics.cost.generatedTokens == 30)
         #expect(result.best == ["p1!"])
     }
 }
@@ -315,5 +343,115 @@ func search(_ domain: ScriptedDomain, lambda: Double = 1, agg: Aggregation = .mi
         let a = (0..<4).map { _ in g.next() }
         var h = SplitMix64(seed: 7)
         #expect(a == (0..<4).map { _ in h.next() })
+    }
+}
+
+/// Q* with continuations: greedy first, lazy branching where the policy was
+/// unsure, outcomes backed up, revisions, and the anytime ledger.
+@Suite struct ContinuationSearchTests {
+    func tree(_ domain: ScriptedDomain, budget: Budget = Budget(maxGeneratedTokens: 10_000), _ change: (inout SearchSettings) -> Void = { _ in })
+        async throws -> SearchResult<[String]> {
+        var s = SearchSettings()
+        s.budget = budget
+        s.revise = 0
+        s.costWeight = 0
+        change(&s)
+        return try await AStarSearch().run(SearchContext(domain: domain, value: .logprob, settings: s))
+    }
+
+    @Test func theFirstExpansionIsGreedyAndCostsOnlyGreedysTokens() async throws {
+        let domain = ScriptedDomain(tree: [:], goals: ["a/b/c!": 2], paths: ["": [["a", "b", "c!"]]])
+        let result = try await tree(domain)
+        #expect(domain.log.rolloutTemperatures.withLock { $0 } == [0])
+        #expect(result.statistics.stop == .solved && result.best == ["a", "b", "c!"])
+        #expect(result.statistics.cost.generatedTokens == 30 && result.statistics.cost.llmCalls == 1)
+    }
+
+    @Test func lazyExpansionDrawsNoSiblingItDoesNotUse() async throws {
+        let domain = ScriptedDomain(tree: [:], goals: ["a/y!": 2], paths: [
+            "": [["a", "b", "c!"], ["a", "x!"]], "a": [["x!"], ["y!"]], "a/b": [["d!"]],
+        ], stepLogprob: ["a": -0.05, "b": -2, "c!": -0.1])
+        let result = try await tree(domain)
+        #expect(result.statistics.stop == .solved)
+        // One episode per call, and every step drawn is on an episode that was judged.
+        #expect(domain.log.continued.withLock { $0.map(\.n) }.allSatisfy { $0 == 1 })
+        let terminals = Set(result.trace.filter(\.terminal).map(\.id))
+        for node in result.trace where node.id != 0 {
+            var reaches = terminals.contains(node.id)
+            if !reaches { reaches = result.trace.contains { $0.parent == node.id } }
+            #expect(reaches, "node \(node.action) leads nowhere")
+        }
+    }
+
+    @Test func itBranchesWhereThePolicyWasUnsure() async throws {
+        // Greedy a → b → c!: sure of a (p ≈ 0.95), unsure of b (p ≈ 0.14), so the next draw starts at a.
+        let domain = ScriptedDomain(tree: [:], goals: ["a/x!": 2], paths: [
+            "": [["a", "b", "c!"], ["z!"]], "a": [["x!"]], "a/b": [["d!"]],
+        ], stepLogprob: ["a": -0.05, "b": -2, "c!": -0.05])
+        let result = try await tree(domain) { $0.rolloutWeight = 0 }
+        #expect(domain.log.continued.withLock { $0.map(\.key) } == ["", "a"])
+        #expect(result.best == ["a", "x!"])
+        // Without the unexplored mass every node looks alike and the search goes elsewhere first.
+        let flat = ScriptedDomain(tree: [:], goals: ["a/x!": 2], paths: domain.paths, stepLogprob: domain.stepLogprob)
+        _ = try await tree(flat) { $0.uncertainty = 0; $0.rolloutWeight = 0 }
+        #expect(flat.log.continued.withLock { $0.map(\.key) }.prefix(2) != ["", "a"])
+    }
+
+    @Test func aCheapBranchDeepInAProgramBeatsAnEquallyUnsureOneAtTheRoot() async throws {
+        // Greedy r → s → t → u!: as unsure of r (p ≈ 0.4) as of t (p ≈ 0.4). An alternative to t
+        // (drawn at r/s) costs two steps, an alternative to r the whole episode: per token, r/s wins.
+        let paths: [String: [[String]]] = ["": [["r", "s", "t", "u!"], ["w!"]], "r/s": [["x!"]]]
+        let logprobs = ["r": -0.9, "s": -0.01, "t": -0.9, "u!": -0.01]
+        let costed = ScriptedDomain(tree: [:], goals: ["r/s/x!": 2], paths: paths, stepLogprob: logprobs)
+        _ = try await tree(costed) { $0.costWeight = 1; $0.rolloutWeight = 0 }
+        #expect(costed.log.continued.withLock { $0.map(\.key) }.dropFirst().first == "r/s")
+        let blind = ScriptedDomain(tree: [:], goals: ["r/s/x!": 2], paths: paths, stepLogprob: logprobs)
+        _ = try await tree(blind) { $0.costWeight = 0; $0.rolloutWeight = 0 }
+        #expect(blind.log.continued.withLock { $0.map(\.key) }.dropFirst().first == "")
+    }
+
+    @Test func verifiedOutcomesPullTheSearchTowardsNearMisses() async throws {
+        // Two first attempts: p0 fails far (credit 0), q0 fails close (credit 0.8); with μ > 0
+        // the search branches under q before p, though the policy liked p better.
+        let paths: [String: [[String]]] = [
+            "": [["p", "p0!"], ["q", "q0!"]], "p": [["p1!"]], "q": [["q1!"]],
+        ]
+        let logprobs = ["p": -0.1, "q": -0.3, "p0!": -1.5, "q0!": -1.5]
+        let goals = ["q/q1!": 2, "p/p1!": 2]
+        let backed = ScriptedDomain(tree: [:], goals: goals, credit: ["p/p0!": 0, "q/q0!": 0.8], paths: paths, stepLogprob: logprobs)
+        _ = try await tree(backed) { $0.greedyFirst = false; $0.branchSamples = 2; $0.rolloutWeight = 0.9 }
+        #expect(backed.log.continued.withLock { $0.map(\.key) }.dropFirst().first == "q")
+        let blind = ScriptedDomain(tree: [:], goals: goals, credit: ["p/p0!": 0, "q/q0!": 0.8], paths: paths, stepLogprob: logprobs)
+        _ = try await tree(blind) { $0.greedyFirst = false; $0.branchSamples = 2; $0.rolloutWeight = 0 }
+        #expect(blind.log.continued.withLock { $0.map(\.key) }.dropFirst().first == "p")
+    }
+
+    @Test func aFailedEpisodeIsWrittenAgainWithItsFeedback() async throws {
+        let domain = ScriptedDomain(tree: [:], goals: ["retry wrong!/fixed!": 2], credit: ["wrong!": 0.5],
+                                    paths: ["": [["wrong!"]], "retry wrong!": [["fixed!"]]],
+                                    stepLogprob: ["wrong!": -0.01], revisable: true)
+        let result = try await tree(domain) { $0.revise = 10 }
+        #expect(domain.log.continued.withLock { $0.map(\.key) } == ["", "retry wrong!"])
+        #expect(result.best == ["retry wrong!", "fixed!"])
+        // The retry's first draw is greedy too.
+        #expect(domain.log.rolloutTemperatures.withLock { $0 } == [0, 0])
+    }
+
+    /// One run at a large budget answers for every smaller one: the answer and
+    /// the tokens it records at B are those of a run limited to B.
+    @Test(arguments: [15, 35, 60, 95])
+    func theAnytimeLedgerMatchesABudgetLimitedRun(budget: Int) async throws {
+        func domain() -> ScriptedDomain {
+            ScriptedDomain(tree: [:], goals: ["a/b/e!": 2, "a/f!": 1], credit: ["a/b/c!": 0.2, "a/d!": 0.4],
+                           paths: ["": [["a", "b", "c!"], ["g!"]], "a": [["d!"], ["f!"], ["b", "e!"]], "a/b": [["e!"]]],
+                           stepLogprob: ["a": -0.2, "b": -1, "c!": -0.5])
+        }
+        let full = try await tree(domain(), budget: Budget(maxGeneratedTokens: 10_000))
+        let limited = try await tree(domain(), budget: Budget(maxGeneratedTokens: budget))
+        let answer = full.answers.last { $0.tokensBefore < budget }?.node
+        let spent = full.calls.last { $0.tokensBefore < budget }?.tokensAfter ?? 0
+        #expect(answer.map { full.trace[$0].action } == limited.bestNode.map { limited.trace[$0].action })
+        #expect(answer.flatMap { full.trace[$0].verification } == limited.bestVerification)
+        #expect(spent == limited.statistics.cost.generatedTokens)
     }
 }

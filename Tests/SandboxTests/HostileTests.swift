@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Sandbox
 
 /// One untrusted program and what the jail must make of it.
@@ -505,9 +506,10 @@ struct HostileTests {
         for m in markers {
             #expect(!FileManager.default.fileExists(atPath: m), "escaped: \(m) exists on the host")
         }
-        // The launcher reaps everything; give the kernel a moment to finish tearing down namespaces.
-        try await Task.sleep(for: .milliseconds(200))
-        #expect(jailProcesses(cpuSeconds: 7).isEmpty && jailProcesses(cpuSeconds: 2).isEmpty, "left-over jailed processes")
+        // The launcher reaps everything; the kernel may take a moment to finish tearing down namespaces.
+        try await eventually("no left-over jailed processes") {
+            jailProcesses(cpuSeconds: 7).isEmpty && jailProcesses(cpuSeconds: 2).isEmpty
+        }
     }
 
     /// The launcher's numeric flags: only finite, bounded values (`--wall nan` used to disable the wall clock).
@@ -657,11 +659,27 @@ struct HostileTests {
 /// Pids of jail processes started with CPU limit `cpuSeconds`: launchers (flag on the
 /// command line) and jailed processes (their RLIMIT_CPU). Other suites run in parallel
 /// with other limits, so each suite looks only for its own.
+/// Whether `pid` descends from this test process (other test runs on the machine have jails too).
+func isOurs(_ pid: Int32) -> Bool {
+    var p = pid
+    let me = getpid()
+    for _ in 0..<64 {
+        guard p > 1, let stat = try? String(contentsOfFile: "/proc/\(p)/stat", encoding: .utf8),
+              let fields = stat.split(separator: ")").last?.split(separator: " "), fields.count > 2,
+              let parent = Int32(fields[1]) else { return false }
+        if parent == me { return true }
+        p = parent
+    }
+    return false
+}
+
+/// This test process's jailed processes running with a CPU limit of `cpuSeconds` (zombies excluded).
 func jailProcesses(cpuSeconds: Int) -> Set<Int32> {
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
     var found = Set<Int32>()
     for e in entries {
-        guard let pid = Int32(e), let cmd = FileManager.default.contents(atPath: "/proc/\(e)/cmdline") else { continue }
+        guard let pid = Int32(e), isOurs(pid), let cmd = FileManager.default.contents(atPath: "/proc/\(e)/cmdline"),
+              !cmd.isEmpty else { continue }
         let args = cmd.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
         guard args.contains(where: { $0.contains("qcode_harness") }) else { continue }
         if let i = args.firstIndex(of: "--cpu"), i + 1 < args.count, args[i + 1] == String(cpuSeconds) { found.insert(pid) }

@@ -152,6 +152,8 @@ public final class ScriptedModel: LanguageModel {
     /// Code so far, exactly → the next chunks (token steps).
     let chunks: [String: [CompletionChoice]]
     public let requests = Mutex<[CompletionRequest]>([])
+    /// Whole-program requests served so far: the next one starts at this index of `programs` (cycling).
+    private let served = Mutex(0)
     public var prompts: [String] { requests.withLock { $0.map(\.prompt) } }
 
     public init(lines: [String: [CompletionChoice]] = [:], programs: [CompletionChoice] = [],
@@ -169,8 +171,11 @@ public final class ScriptedModel: LanguageModel {
             choices = Array((chunks[code] ?? []).prefix(request.n))
         } else if request.stop == ["\n"] {
             choices = Array((lines[String(code.dropLast(code.hasSuffix("\n") ? 1 : 0))] ?? []).prefix(request.n))
+        } else if programs.isEmpty {
+            choices = []
         } else {
-            choices = Array(programs.prefix(request.n))
+            let first = served.withLock { i in defer { i += request.n }; return i }
+            choices = (0..<request.n).map { programs[(first + $0) % programs.count] }
         }
         return CompletionResponse(choices: choices, cost: Cost(llmCalls: 1, generatedTokens: choices.reduce(0) { $0 + $1.tokens }))
     }
@@ -302,5 +307,38 @@ public struct FakeLlamaServer: Sendable {
 
     public func waitForRequests(_ n: Int) async throws {
         try await eventually("\(n) request(s) at the fake llama-server") { requestPids.count >= n }
+    }
+}
+
+// MARK: - Options
+
+extension SolveOptions {
+    /// Every field set to something other than its default: the fixture of the
+    /// tests that check an option reaches the search unchanged.
+    public static var everyFieldChanged: SolveOptions {
+        var o = SolveOptions()
+        o.method = "best-of-n"
+        o.value = ValueChoice(.zero)
+        o.search.k = 7
+        o.search.lambda = 0.25
+        o.search.aggregation = .sum
+        o.search.budget = Budget(maxExpansions: 9, maxGeneratedTokens: 321, maxSeconds: 42)
+        o.search.seed = 99
+        o.search.samples = 3
+        o.search.temperature = 0.3
+        o.search.maxDepth = 17
+        o.search.continuations = false  // so step_tokens applies
+        o.search.greedyFirst = !o.search.greedyFirst
+        o.search.branchSamples = 3
+        o.search.uncertainty = 2
+        o.search.rolloutWeight = 0.9
+        o.search.costWeight = 0.75
+        o.search.revise = 0.125
+        o.steps = o.steps == .code ? .lines : .code
+        o.stepTokens = 8
+        o.maxLineTokens = 33
+        o.maxProgramTokens = 222
+        o.timeout = 4
+        return o
     }
 }
