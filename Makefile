@@ -3,10 +3,15 @@ SWIFT ?= swift
 QCODE := .build/release/qcode
 DEMO_FLAGS ?=
 
-.PHONY: bootstrap build demo test bench clean
+.PHONY: bootstrap bootstrap-test build demo test bench clean
 
 bootstrap:
 	@scripts/bootstrap
+
+# The real-model tests run the 0.5B model (fast enough for CI); the product
+# default is the 1.5B (`make demo`, `qcode solve`).
+bootstrap-test:
+	@QCODE_MODEL=0.5b scripts/bootstrap
 
 build: bootstrap
 	$(SWIFT) build -c release
@@ -26,7 +31,7 @@ demo: build
 	if [ $$status -ne 0 ]; then echo "demo: FAILED (see the errors above)"; exit 1; fi; \
 	echo "demo finished (a FAIL above is the model's wrong answer, not a crash)"
 
-test: bootstrap
+test: bootstrap-test
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
 

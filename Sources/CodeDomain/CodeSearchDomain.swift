@@ -98,6 +98,7 @@ public struct CodeSearchDomain: PlanningDomain {
     public let reward = ProcessRewardValues()
     let syntax: SyntaxSession
     let memo = VerdictMemo()
+    let probes: Probes
     public let root: CodeState
 
     public init(task: CodeTask, model: any LanguageModel, verifier: any ProgramVerifier,
@@ -109,6 +110,7 @@ public struct CodeSearchDomain: PlanningDomain {
         self.options = options
         self.slot = slot
         self.entryPoint = task.entry
+        self.probes = Probes(task: task)
         let syntax = try SyntaxSession()
         self.syntax = syntax
         let parsed = syntax.parse("")
@@ -249,6 +251,13 @@ public struct CodeSearchDomain: PlanningDomain {
 
     /// The jail's report for a program this search verified.
     public func report(for program: String) -> TestReport? { memo.report(for: program) }
+
+    /// The program's outputs on probe inputs varied from the visible tests' call.
+    public func behaviour(of state: CodeState) async throws -> Behaviour? {
+        guard state.finished, let file = probes.file else { return nil }
+        let report = try await verifier.run(JailJob(program: state.program, tests: file, setup: task.setup))
+        return Behaviour(fingerprint: probes.fingerprint(report), cost: Cost(verifierRuns: 1, verifierSeconds: report.wallMs / 1000))
+    }
 
     public func revision(of failed: CodeState, after verification: Verification) -> CodeState? {
         guard failed.finished, prompts.style == .chatml else { return nil }

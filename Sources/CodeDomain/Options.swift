@@ -120,6 +120,7 @@ public struct SolveOptions: Sendable, Hashable {
         guard (0...1).contains(s.rolloutWeight) else { throw OptionError("rollout_weight", "must be between 0 and 1") }
         guard s.revise >= 0, s.revise.isFinite else { throw OptionError("revise", "must be a number ≥ 0") }
         guard s.costWeight >= 0, s.costWeight.isFinite else { throw OptionError("cost_weight", "must be a number ≥ 0") }
+        guard s.select >= 1, s.select <= 16 else { throw OptionError("select", "must be between 1 and 16") }
         guard stepTokens.map({ $0 >= 1 }) ?? true else { throw OptionError("step_tokens", "must be at least 1") }
         if stepTokens != nil, s.continuations, method == "qstar" {
             throw OptionError("step_tokens", "shapes K-step expansions only: add continuations = false (--continuations false)")
@@ -138,7 +139,8 @@ extension SolveOptions: Codable {
     /// wire: the coders convert). The CLI has one flag per field.
     public enum Field: String, CodingKey, CaseIterable, Sendable {
         case method, value, k, lambda, agg, budgetTokens, budgetExpansions, budgetSeconds, seed, samples, temperature
-        case maxDepth, continuations, greedyFirst, branchSamples, uncertainty, rolloutWeight, costWeight, revise, steps
+        case maxDepth, continuations, greedyFirst, branchSamples, uncertainty, rolloutWeight, costWeight, revise, dedup
+        case select, steps
         case stepTokens, maxLineTokens, maxProgramTokens, timeout
 
         /// The name on the wire and in error messages.
@@ -178,6 +180,8 @@ extension SolveOptions: Codable {
         try read(.rolloutWeight) { (v: Double) in search.rolloutWeight = v }
         try read(.costWeight) { (v: Double) in search.costWeight = v }
         try read(.revise) { (v: Double) in search.revise = v }
+        try read(.dedup) { (v: Bool) in search.dedup = v }
+        try read(.select) { (v: Int) in search.select = v }
         try read(.steps) { (v: StepShape) in steps = v }
         try readOptional(.stepTokens) { (v: Int?) in stepTokens = v }
         try read(.maxLineTokens) { (v: Int) in maxLineTokens = v }
@@ -206,6 +210,8 @@ extension SolveOptions: Codable {
         try c.encode(search.rolloutWeight, forKey: .rolloutWeight)
         try c.encode(search.costWeight, forKey: .costWeight)
         try c.encode(search.revise, forKey: .revise)
+        try c.encode(search.dedup, forKey: .dedup)
+        try c.encode(search.select, forKey: .select)
         try c.encode(steps, forKey: .steps)
         try c.encode(stepTokens, forKey: .stepTokens)
         try c.encode(maxLineTokens, forKey: .maxLineTokens)

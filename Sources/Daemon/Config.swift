@@ -30,7 +30,9 @@ public struct Configuration: Sendable, Hashable {
     public var api = APIFlavor.openai
     public var modelName = ""
     public var llmTimeout = 600.0
-    public var model = EmbeddedModel.small
+    /// The 1.5B by default: it lifts every method far more than any planner
+    /// setting does (BENCHMARKS.md); `0.5b` is the small, fast one.
+    public var model = EmbeddedModel.large
     /// A GGUF file; empty: the bootstrap's file for `model`.
     public var modelPath = ""
     public var llamaServer = QCodeCache.serverBinary.path

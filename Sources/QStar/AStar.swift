@@ -80,12 +80,17 @@ private struct TreeSearch<Domain: PlanningDomain> {
     var index: [String: Int]
     var open = Heap<OpenEntry>()
     var sequence = 0
+    /// Behaviours of the episodes judged so far, for behavioural dedup, and
+    /// the episodes that repeated one (new code, known behaviour).
+    var seenBehaviours: Set<String> = []
+    var behaviourRepeats: Set<Int> = []
     var domain: Domain { context.domain }
     var settings: SearchSettings { context.settings }
 
     init(_ context: SearchContext<Domain>) {
         self.context = context
-        r = SearchRecorder(root: context.domain.root, clock: context.clock, progress: context.progress)
+        r = SearchRecorder(root: context.domain.root, clock: context.clock, progress: context.progress,
+                           select: context.settings.select)
         info = [NodeInfo(g: nil, path: PathStats(), prior: 1, attempt: 0)]
         index = [context.domain.key(of: context.domain.root): 0]
     }
@@ -117,8 +122,18 @@ private struct TreeSearch<Domain: PlanningDomain> {
         if domain.isTerminal(state) || depth >= settings.maxDepth {
             info[id].terminal = true
             let verification = try await domain.verify(state)
-            r.judged(id, verification)
+            // Probes for dedup (every episode) or for choosing among passing ones.
+            var behaviour: Behaviour?
+            if settings.dedup || (settings.select > 1 && verification.reward == 1) {
+                behaviour = try await domain.behaviour(of: state)
+                if let b = behaviour { r.spend(b.cost) }
+            }
+            r.judged(id, verification, behaviour: behaviour?.fingerprint)
             backUp(verification.credit, from: id)
+            if settings.dedup, let b = behaviour?.fingerprint {
+                let key = "\(verification.passed)|\(b)"
+                if !seenBehaviours.insert(key).inserted { behaviourRepeats.insert(id) }
+            }
         }
         return (id, true)
     }
@@ -174,7 +189,7 @@ private struct TreeSearch<Domain: PlanningDomain> {
             case .expand:
                 try await expand(entry.node)
             }
-            if r.solved {
+            if r.satisfied {
                 r.report(frontier: entry.f)
                 return r.finish(.solved)
             }
@@ -208,7 +223,9 @@ private struct TreeSearch<Domain: PlanningDomain> {
                 info[id].remainder = min(info[id].remainder ?? left, left)
                 touched.insert(id)
                 if info[id].terminal {
-                    if new && r.solved { return }
+                    if new && r.satisfied { return }
+                    // A new program that behaves like a known one repeats, as far as branching here goes.
+                    if behaviourRepeats.contains(id) { info[node].repeats += 1 }
                     if new, settings.revise > 0, r.trace[id].verification?.reward != 1 {
                         push(id, .revise, f: revisePriority(id))
                     }
@@ -254,7 +271,7 @@ private struct TreeSearch<Domain: PlanningDomain> {
             for proposal in batch.paths.first ?? [] {
                 let q = context.value.qValues(r.state(current), info[current].path, [proposal]).first ?? 0
                 let (id, new) = try await step(from: current, proposal, q: q, tokensBefore: before)
-                if r.solved { r.report(); return r.finish(.solved) }
+                if r.satisfied { r.report(); return r.finish(.solved) }
                 guard new, !info[id].terminal else { break }
                 push(id, .expand, f: r.trace[id].f)
                 current = id
@@ -281,7 +298,7 @@ private struct TreeSearch<Domain: PlanningDomain> {
                     r.stats.duplicates += 1
                     continue
                 }
-                if r.solved {
+                if r.satisfied {
                     r.report(frontier: r.trace[id].f)
                     return r.finish(.solved)
                 }

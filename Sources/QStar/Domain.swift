@@ -40,10 +40,26 @@ public protocol PlanningDomain: Sendable {
     /// failing assert's expected and actual values): the policy writes the
     /// episode again from there. Nil when the domain cannot; that is the default.
     func revision(of failed: State, after verification: Verification) -> State?
+
+    /// What a finished episode does beyond the visible checks (its outputs on
+    /// probe inputs), as a fingerprint: equal fingerprints behave alike. Nil
+    /// when the domain cannot tell; that is the default.
+    func behaviour(of state: State) async throws -> Behaviour?
+}
+
+/// A finished episode's behaviour on probe inputs, and what finding it cost.
+public struct Behaviour: Sendable, Hashable {
+    public var fingerprint: String
+    public var cost: Cost
+    public init(fingerprint: String, cost: Cost = Cost()) {
+        self.fingerprint = fingerprint
+        self.cost = cost
+    }
 }
 
 extension PlanningDomain {
     public func revision(of failed: State, after verification: Verification) -> State? { nil }
+    public func behaviour(of state: State) async throws -> Behaviour? { nil }
 }
 
 public struct Proposal<Action: Sendable>: Sendable {

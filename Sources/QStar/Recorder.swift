@@ -36,11 +36,18 @@ public struct SearchRecorder<State: Sendable>: Sendable {
     private var scores: [Double]
     /// Generated tokens before the call that created each node.
     private var origin: [Int]
+    /// Nodes that passed every check, in the order they were judged, with their behaviour.
+    public private(set) var passers: [Int] = []
+    private var behaviours: [Int: String] = [:]
+    /// Passing episodes to collect before answering (see `SearchSettings.select`).
+    private let select: Int
     private let clock: any SearchClock
     private let started: Double
     private let progress: (@Sendable (SearchProgress<State>) -> Void)?
 
-    public init(root: State, clock: any SearchClock, progress: (@Sendable (SearchProgress<State>) -> Void)?) {
+    public init(root: State, clock: any SearchClock, progress: (@Sendable (SearchProgress<State>) -> Void)?,
+                select: Int = 1) {
+        self.select = max(1, select)
         states = [root]
         trace = [.root]
         scores = [0]
@@ -54,7 +61,10 @@ public struct SearchRecorder<State: Sendable>: Sendable {
     public var elapsed: Double { clock.now() - started }
     public var bestState: State? { best.map { states[$0] } }
     public var bestVerification: Verification? { best.flatMap { trace[$0].verification } }
+    /// The answer passes every check.
     public var solved: Bool { bestVerification?.reward == 1 }
+    /// Enough passing episodes to answer: the search stops.
+    public var satisfied: Bool { select <= 1 ? solved : passers.count >= select }
 
     /// Whether the budget is spent; checked before each new call.
     public func exhausted(_ budget: Budget) -> StopReason? {
@@ -90,13 +100,19 @@ public struct SearchRecorder<State: Sendable>: Sendable {
     public var count: Int { states.count }
 
     /// Books a verdict and updates the answer: more checks passed wins, then
-    /// the higher score; the first program that passes every check is kept.
-    public mutating func judged(_ id: Int, _ verification: Verification) {
+    /// the higher score; the first program that passes every check is kept —
+    /// or, collecting several (`select`), the passing one whose behaviour most
+    /// of the others share.
+    public mutating func judged(_ id: Int, _ verification: Verification, behaviour: String? = nil) {
         trace[id].terminal = true
         trace[id].verification = verification
         stats.terminals += 1
         stats.cost += verification.cost
-        if !solved {
+        if let behaviour { behaviours[id] = behaviour }
+        if verification.reward == 1 { passers.append(id) }
+        if select > 1, !passers.isEmpty {
+            best = agreement()
+        } else if !solved {
             if let b = best {
                 let vb = trace[b].verification!
                 if verification.passed > vb.passed || (verification.passed == vb.passed && scores[id] > scores[b]) { best = id }
@@ -106,6 +122,19 @@ public struct SearchRecorder<State: Sendable>: Sendable {
         }
         answers.append(LedgerAnswer(tokensBefore: origin[id], node: best!))
     }
+
+    /// The passing node whose behaviour the most passing nodes share; ties go
+    /// to the behaviour seen first. A node without a fingerprint is alone.
+    func agreement() -> Int {
+        var size: [String: Int] = [:]
+        for n in passers { size[behaviours[n] ?? "#\(n)", default: 0] += 1 }
+        var winner = passers[0]
+        for n in passers where size[behaviours[n] ?? "#\(n)"]! > size[behaviours[winner] ?? "#\(winner)"]! { winner = n }
+        return winner
+    }
+
+    /// Books what finding behaviours cost (probe runs in the jail).
+    public mutating func spend(_ cost: Cost) { stats.cost += cost }
 
     public func report(frontier f: Double = 0) {
         progress?(SearchProgress(expansions: stats.expansions, generatedTokens: tokens, programsTried: stats.terminals,

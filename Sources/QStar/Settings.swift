@@ -54,6 +54,13 @@ public struct SearchSettings: Sendable, Hashable, Codable {
     /// tokens of its cheapest known remainder) in its priority: value per token
     /// (0: ignore cost; branching deep is cheaper than starting over).
     public var costWeight = 0.5
+    /// Episodes that behave like one already judged (same outputs on probe
+    /// inputs) count as repeats where they branched off, so the search moves on.
+    public var dedup = false
+    /// Episodes passing the visible checks to collect before answering: the
+    /// answer is the one whose behaviour most of the others share (MBR over
+    /// executions). 1: the first that passes, at once.
+    public var select = 1
     /// Weight of writing a failed episode again with the verifier's feedback in
     /// view (0: never). Its priority is this times the failure's graded credit.
     public var revise = 0.0

@@ -115,6 +115,12 @@ struct SolveFlags: ParsableArguments {
     @Option(help: "Q*: weight of writing a failed program again with the test's feedback (0: never). Default: \(d.search.revise).")
     var revise: Double?
 
+    @Option(help: "Q*: programs that behave like one already judged (on probe inputs varied from the visible test) count as repeats. Default: \(d.search.dedup).")
+    var dedup: Bool?
+
+    @Option(help: "Q*: passing programs to collect before answering with the one whose behaviour most others share (1: the first that passes). Default: \(d.search.select).")
+    var select: Int?
+
     @Option(help: "What a step is: \(StepShape.allCases.map(\.rawValue).joined(separator: " or ")) (a code line with the comments before it). Default: \(d.steps.rawValue).")
     var steps: StepShape?
 
@@ -154,6 +160,8 @@ struct SolveFlags: ParsableArguments {
         if let rolloutWeight { o.search.rolloutWeight = rolloutWeight }
         if let costWeight { o.search.costWeight = costWeight }
         if let revise { o.search.revise = revise }
+        if let dedup { o.search.dedup = dedup }
+        if let select { o.search.select = select }
         if let steps { o.steps = steps }
         if let stepTokens { o.stepTokens = stepTokens }
         if let maxLineTokens { o.maxLineTokens = maxLineTokens }

@@ -411,3 +411,31 @@ import TestSupport
         #expect(untested.entry == EntryPoint(name: "add", arity: nil))
     }
 }
+
+@Suite struct ProbeTests {
+    @Test func theVisibleCallsPositionalArgumentsAreFound() {
+        #expect(Probes.arguments(of: "f", in: "assert f([1, 2], 'a') == 3") == "[1, 2], 'a'")
+        #expect(Probes.arguments(of: "f", in: "assert set(f((1, 2))) == {1}") == "(1, 2)")
+        #expect(Probes.arguments(of: "f", in: "assert f(x, key=3) == 1") == nil)
+        #expect(Probes.arguments(of: "f", in: "assert f(*xs) == 1") == nil)
+        #expect(Probes.arguments(of: "f", in: "assert f() == 1") == nil)
+        #expect(Probes.arguments(of: "f", in: "assert m.f(1) == 1") == nil)
+    }
+
+    /// Two programs that both pass `assert max_of([1, 3, 2]) == 3` but differ
+    /// elsewhere: the probes tell them apart; a rewrite of one agrees with it.
+    @Test func probesSeparateProgramsTheVisibleTestCannot() async throws {
+        let task = CodeTask(id: "m", text: "Maximum of a list.", tests: ["assert max_of([1, 3, 2]) == 3"])
+        let d = try CodeSearchDomain(task: task, model: NoModel(), verifier: try Jail())
+        func program(_ text: String) -> CodeState { d.apply(CodeAction(line: text, ends: true), to: d.root) }
+        let right = program("def max_of(xs):\n    return max(xs)")
+        let rewritten = program("def max_of(xs):\n    best = xs[0]\n    for x in xs:\n        best = x if x > best else best\n    return best")
+        let wrong = program("def max_of(xs):\n    return xs[1]")
+        for p in [right, rewritten, wrong] { #expect(try await d.verify(p).reward == 1) }
+        let a = try #require(try await d.behaviour(of: right)), b = try #require(try await d.behaviour(of: rewritten))
+        let c = try #require(try await d.behaviour(of: wrong))
+        #expect(a.fingerprint == b.fingerprint)
+        #expect(a.fingerprint != c.fingerprint)
+        #expect(a.cost.verifierRuns == 1)
+    }
+}

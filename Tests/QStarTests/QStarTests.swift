@@ -455,3 +455,65 @@ func search(_ domain: ScriptedDomain, lambda: Double = 1, agg: Aggregation = .mi
         #expect(spent == limited.statistics.cost.generatedTokens)
     }
 }
+
+/// A scripted domain whose finished episodes have behaviours.
+struct BehavingDomain: PlanningDomain {
+    var base: ScriptedDomain
+    var behaviours: [String: String]
+    var root: [String] { base.root }
+    func propose(from state: [String], k: Int, seed: UInt64) async throws -> Expansion<String> {
+        try await base.propose(from: state, k: k, seed: seed)
+    }
+    func continuations(from state: [String], n: Int, temperature: Double, seed: UInt64) async throws -> Continuations<String> {
+        try await base.continuations(from: state, n: n, temperature: temperature, seed: seed)
+    }
+    func apply(_ action: String, to state: [String]) -> [String] { base.apply(action, to: state) }
+    func processReward(of state: [String]) -> Double { base.processReward(of: state) }
+    func isTerminal(_ state: [String]) -> Bool { base.isTerminal(state) }
+    func key(of state: [String]) -> String { base.key(of: state) }
+    func verify(_ state: [String]) async throws -> Verification { try await base.verify(state) }
+    func describe(_ action: String) -> String { action }
+    func behaviour(of state: [String]) async throws -> Behaviour? {
+        behaviours[key(of: state)].map { Behaviour(fingerprint: $0, cost: Cost(verifierRuns: 1)) }
+    }
+}
+
+@Suite struct SelectionTests {
+    @Test func collectingSeveralPassingProgramsAnswersWithTheBehaviourMostShare() async throws {
+        // Four programs pass the visible checks; three of them behave alike on the probes.
+        let base = ScriptedDomain(tree: [:], goals: ["a!": 2, "b!": 2, "c!": 2, "d!": 2],
+                                  paths: ["": [["a!"], ["b!"], ["c!"], ["d!"]]], stepLogprob: ["a!": -2, "b!": -2, "c!": -2, "d!": -2])
+        let domain = BehavingDomain(base: base, behaviours: ["a!": "odd", "b!": "x", "c!": "x", "d!": "x"])
+        var s = SearchSettings()
+        s.select = 4
+        s.greedyFirst = false
+        s.costWeight = 0
+        let result = try await AStarSearch().run(SearchContext(domain: domain, settings: s))
+        #expect(result.statistics.stop == .solved && result.statistics.terminals == 4)
+        #expect(result.best == ["b!"])
+        // While only the first had passed, it was the answer: the ledger says so.
+        #expect(result.answers.first.map { result.trace[$0.node].action } == "a!")
+        s.select = 1
+        let first = try await AStarSearch().run(SearchContext(domain: BehavingDomain(base: ScriptedDomain(
+            tree: [:], goals: base.goals, paths: base.paths, stepLogprob: base.stepLogprob), behaviours: domain.behaviours), settings: s))
+        #expect(first.best == ["a!"] && first.statistics.terminals == 1)
+    }
+
+    @Test func aProgramThatBehavesLikeAKnownOneCountsAsARepeat() async throws {
+        // Under "r", draws keep producing new code with the same behaviour; with dedup the search leaves r sooner.
+        let paths: [String: [[String]]] = ["": [["r", "x1!"], ["z!"]], "r": [["x2!"], ["x3!"], ["x4!"], ["y!"]]]
+        let behaviours = ["r/x1!": "same", "r/x2!": "same", "r/x3!": "same", "r/x4!": "same", "z!": "other", "r/y!": "third"]
+        func run(dedup: Bool) async throws -> [String] {
+            let base = ScriptedDomain(tree: [:], goals: ["z!": 2], paths: paths,
+                                      stepLogprob: ["r": -0.5, "x1!": -1.5, "x2!": -3, "x3!": -3, "x4!": -3, "y!": -3])
+            var s = SearchSettings()
+            s.dedup = dedup
+            s.costWeight = 0
+            s.rolloutWeight = 0
+            _ = try await AStarSearch().run(SearchContext(domain: BehavingDomain(base: base, behaviours: behaviours), settings: s))
+            return base.log.continued.withLock { $0.map(\.key) }
+        }
+        let plain = try await run(dedup: false), deduped = try await run(dedup: true)
+        #expect(deduped.count < plain.count, "\(deduped) vs \(plain)")
+    }
+}

@@ -334,6 +334,8 @@ extension SolveOptions {
         o.search.rolloutWeight = 0.9
         o.search.costWeight = 0.75
         o.search.revise = 0.125
+        o.search.dedup = true
+        o.search.select = 3
         o.steps = o.steps == .code ? .lines : .code
         o.stepTokens = 8
         o.maxLineTokens = 33
