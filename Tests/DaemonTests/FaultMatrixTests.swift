@@ -311,3 +311,24 @@ func children(of pid: Int32) -> [Int32] {
         return fields.count > 2 && Int32(fields[1]) == pid && fields[0] != "Z" ? child : nil
     }
 }
+
+// MARK: - The embedded server's stop
+
+@Suite struct EmbeddedServerStopTests {
+    /// `qcode stop` reaches llama-server as SIGTERM through its parent tie, so
+    /// it exits cleanly at once instead of being SIGKILLed seconds later.
+    @Test func stoppingTheDaemonStopsLlamaServerGracefully() async throws {
+        let fake = try FakeLlamaServer()
+        let config = try Configuration.resolve(flags: [.llamaServer: FakeLlamaServer.binary.path, .modelPath: fake.script.path],
+                                               environment: [:], file: nil).values
+        let server = DaemonServer(components: Components.make(config), settings: DaemonSettings(config))
+        let client = try server.connectInProcess()
+        defer { client.close() }
+        try await client.initialize()
+        #expect(try await within(120, "the solve") { try await client.solve("greedy") }["passed"] == 2)
+        let pid = fake.requestPids[0]
+        await server.stop()
+        #expect(fake.terminatedGracefully)
+        #expect(kill(pid, 0) != 0)
+    }
+}
