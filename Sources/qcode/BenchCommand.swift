@@ -1,4 +1,5 @@
 import ArgumentParser
+import Basics
 import CodeDomain
 import Foundation
 import QStar
@@ -27,6 +28,8 @@ struct Bench: AsyncParsableCommand {
     func run() async throws {
         let tasks = try selection.tasks()
         let options = try flags.options()
+        // An --out that cannot be written fails now, not after the first task.
+        if let out { try AtomicFile.checkWritable(URL(fileURLWithPath: out)) }
         let values = ValueModels()
         let engine = try Engine.make(llm)
         let identity = BenchIdentity(data: URL(fileURLWithPath: selection.data).lastPathComponent, options: options, visible: visible,
