@@ -203,8 +203,9 @@ func misfitNumber<T: Decodable>(_ params: JSONValue, _ type: T.Type) -> (path: S
         do { _ = try v.decode(T.self) } catch let DecodingError.dataCorrupted(ctx) where ctx.codingPath.isEmpty { return true } catch {}
         return false
     }
+    // One decode per number: bounded, so a huge request cannot make the search costly.
     let all = numbers(params, [])
-    guard all.count <= 256 else { return nil }
+    guard all.count <= 64, ((try? JSONCoding.encoder.encode(params))?.count ?? .max) <= 64 << 10 else { return nil }
     for path in all {
         let alone = all.filter { $0 != path }.reduce(params) { replacing($0, $1[...], .int(0)) }
         if failsUnreadably(alone), let number = value(params, path) {
