@@ -175,7 +175,7 @@ func soakClient(_ index: Int, budget: Int, socket: String, seed: UInt64, tally: 
         let daemon = Process()
         daemon.executableURL = URL(fileURLWithPath: qcodeBinary)
         daemon.arguments = ["serve", "--socket", socket, "--endpoint", endpoint.url, "--api", "llama",
-                            "--max-concurrent-solves", "2", "--max-queued-solves", "64"]
+                            "--max-concurrent-solves", "2", "--max-queued-solves", String(max(64, clients))]  // no client is ever told "busy"
         daemon.environment = try qcodeEnvironment()
         daemon.standardOutput = try FileHandle(forWritingTo: log)
         daemon.standardError = daemon.standardOutput
