@@ -150,7 +150,10 @@ func parentPid(_ pid: Int32) -> Int32? {
     /// The disk fills while the report is saved after a task: the report from
     /// before stays whole (resumable), and no temporary file is left.
     @Test func reportOnAFullDiskKeepsThePreviousReport() async throws {
-        let endpoint = try await FakeEndpoint()
+        // The limit also counts the memfds qcode hands the jail (the ~40 KB harness source, the job): a long
+        // program makes the report, and so the limit, larger than both, so the second task runs and only its save fails.
+        let filler = String(repeating: "# padding to make the report larger than the jail's own writes\n", count: 1200)
+        let endpoint = try await FakeEndpoint(program: filler + "def add(a, b):\n    return a + b\n")
         defer { endpoint.stop() }
         let dir = try tempDirectory("qcode-bench")
         let data = try mbppFile(dir, tasks: 2)
@@ -177,7 +180,8 @@ func parentPid(_ pid: Int32) -> Int32? {
     /// reason instead of crashing, and a later run carries on.
     @Test func rolloutsOnAFullDiskKeepWholeTasks() async throws {
         // A long program makes records large beside the jail's own small writes.
-        // (Larger than the harness source each qcode process compiles through a memfd, which the limit also counts.)
+        // (Larger than the harness source each qcode process compiles through a memfd, which the limit also counts:
+        // the second task's programs run, and only their append fails.)
         let filler = String(repeating: "# padding to make each rollout record large\n", count: 1000)
         let endpoint = try await FakeEndpoint(program: filler + "def add(a, b):\n    return a + b\n")
         defer { endpoint.stop() }
