@@ -1,9 +1,10 @@
 # The two setup commands (see README.md): `make demo` and `make test`.
+# `make fuzz` and `make soak` are the long fault runs (docs/faults.md).
 SWIFT ?= swift
 QCODE := .build/release/qcode
 DEMO_FLAGS ?=
 
-.PHONY: bootstrap bootstrap-test build demo test bench clean
+.PHONY: bootstrap bootstrap-test build demo test fuzz soak bench clean
 
 bootstrap:
 	@scripts/bootstrap
@@ -34,6 +35,24 @@ demo: build
 test: bootstrap-test
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
+
+# The protocol fuzzer at length (`make test` runs it for 3000 frames with seed 1):
+# FUZZ_FRAMES generated frames from seed FUZZ_SEED; the seed is printed, and
+# the same seed and count reproduce a failure.
+FUZZ_FRAMES ?= 200000
+FUZZ_SEED ?= 7
+fuzz: bootstrap-test
+	$(SWIFT) build --build-tests
+	FUZZ_FRAMES=$(FUZZ_FRAMES) FUZZ_SEED=$(FUZZ_SEED) $(SWIFT) test --skip-build --no-parallel --filter ProtocolFuzzTests
+
+# Long running (not part of `make test`): SOAK_REQUESTS requests (status, check,
+# test, solves against a scripted endpoint) from SOAK_CLIENTS clients against a
+# `qcode serve`; its fds, threads, RSS and children must return to baseline.
+SOAK_REQUESTS ?= 10000
+SOAK_CLIENTS ?= 32
+soak: bootstrap-test
+	$(SWIFT) build --build-tests
+	SOAK_REQUESTS=$(SOAK_REQUESTS) SOAK_CLIENTS=$(SOAK_CLIENTS) $(SWIFT) test --skip-build --no-parallel --filter SoakTests
 
 bench: build
 	scripts/bench

@@ -1162,6 +1162,13 @@ static int exec_tied_to_parent(int argc, char **argv) {
   signal(SIGTERM, forward_signal);
   signal(SIGINT, forward_signal);
   signal(SIGHUP, forward_signal);
+  /* qcode spawns this watcher from a thread that blocks most signals, and the
+   * mask is inherited: a blocked SIGTERM was never forwarded, so every stop
+   * waited for qcode's SIGKILL 3 s later and the server never exited cleanly.
+   * Unblock now that the handlers are in place (a pending one runs at once). */
+  sigset_t unblocked;
+  sigemptyset(&unblocked);
+  sigprocmask(SIG_SETMASK, &unblocked, NULL);
   for (;;) {
     int status;
     pid_t r = waitpid(child, &status, WNOHANG);

@@ -38,16 +38,6 @@ public enum JSONCoding {
     }
 }
 
-/// Writes go to a temporary file in the same folder and are renamed into
-/// place, so a crash or a full disk never leaves a half-written report,
-/// model or configuration behind.
-public enum AtomicFile {
-    public static func write(_ data: Data, to url: URL) throws {
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try data.write(to: url, options: .atomic)
-    }
-}
-
 /// Decodable types that refuse keys they do not know, so a misspelt field is
 /// an error that names it instead of a setting silently left at its default.
 public enum StrictDecoding {

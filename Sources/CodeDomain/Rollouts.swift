@@ -1,5 +1,8 @@
 import Basics
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Policy
 import QStar
 import Sandbox
@@ -49,14 +52,16 @@ public struct RolloutRecord: Sendable, Codable, Hashable {
 /// Rollouts that cannot be read or written.
 public enum RolloutError: Error, Sendable, CustomStringConvertible, Equatable {
     case unreadable(String, String)
-    case unwritable(String)
+    /// The file and the system's reason (`strerror`).
+    case unwritable(String, String)
 
     public var description: String {
         switch self {
         case .unreadable(let path, let why):
             return "cannot read rollouts \(path): \(why); create it with `qcode rollouts DATA.jsonl --out \(path)`"
-        case .unwritable(let path):
-            return "cannot create rollouts file \(path): check that its folder is writable, or choose another --out"
+        case .unwritable(let path, let why):
+            return "cannot write rollouts file \(path): \(why); check that its folder is writable and the disk has room, "
+                + "or choose another --out (the tasks already in it are kept)"
         }
     }
 }
@@ -97,31 +102,58 @@ public enum RolloutFile {
         return Set(counts.filter { $0.value >= perTask }.keys)
     }
 
-    /// Appends one task's records in a single write, so a crash leaves whole tasks or a torn last line.
+    /// Appends one task's records in a single write, flushed to disk. A JSONL
+    /// file grows for hours, so it is appended to rather than rewritten and
+    /// renamed like a report: rewriting would cost the whole file per task.
+    /// Instead a failed write (a full disk) is cut back to where the file
+    /// ended, so the file holds whole tasks only; a crash can leave at most a
+    /// torn last line, which `load` skips and the next append starts after.
     public static func append(_ records: [RolloutRecord], to path: String) throws {
-        let url = URL(fileURLWithPath: path)
-        if !FileManager.default.fileExists(atPath: path) {
-            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-            guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                throw RolloutError.unwritable(path)
-            }
-        }
         let encoder = JSONCoding.encoder
         var blob = Data()
         for r in records {
             blob.append(try encoder.encode(r))
             blob.append(UInt8(ascii: "\n"))
         }
-        let handle = try FileHandle(forUpdating: url)
-        defer { try? handle.close() }
-        let end = try handle.seekToEnd()
+        let fd = try open(path)
+        defer { close(fd) }
+        let end = lseek(fd, 0, SEEK_END)
+        guard end >= 0 else { throw RolloutError.unwritable(path, String(cString: strerror(errno))) }
+        guard !blob.isEmpty else { return }
         // A torn line from an interrupted run must not swallow the next record.
-        if end > 0 {
-            try handle.seek(toOffset: end - 1)
-            if handle.readData(ofLength: 1) != Data([UInt8(ascii: "\n")]) { blob.insert(UInt8(ascii: "\n"), at: 0) }
-            try handle.seekToEnd()
+        var last: UInt8 = UInt8(ascii: "\n")
+        if end > 0, pread(fd, &last, 1, end - 1) == 1, last != UInt8(ascii: "\n") { blob.insert(UInt8(ascii: "\n"), at: 0) }
+        let failure: Int32? = blob.withUnsafeBytes { raw -> Int32? in
+            var off = 0
+            while off < raw.count {
+                let n = pwrite(fd, raw.baseAddress! + off, raw.count - off, end + off_t(off))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
+                off += n
+            }
+            return fsync(fd) == 0 ? nil : errno
         }
-        handle.write(blob)
+        if let failure {
+            _ = ftruncate(fd, end)
+            throw RolloutError.unwritable(path, String(cString: strerror(failure)))
+        }
+    }
+
+    /// Creates the file (and its folder) when missing and checks that it can
+    /// be written: `qcode rollouts` calls it before sampling anything.
+    public static func prepare(_ path: String) throws {
+        close(try open(path))
+    }
+
+    private static func open(_ path: String) throws -> Int32 {
+        if let e = AtomicFile.makeFolders(URL(fileURLWithPath: path).deletingLastPathComponent().path) {
+            throw RolloutError.unwritable(path, String(cString: strerror(e)))
+        }
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o666)
+        guard fd >= 0 else { throw RolloutError.unwritable(path, String(cString: strerror(errno))) }
+        return fd
     }
 }
 

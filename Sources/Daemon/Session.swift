@@ -73,8 +73,9 @@ actor Session {
             guard phase == .uninitialized else {
                 return reply(id, .failure(.invalidRequest("the session is already initialized; send 'initialize' once per connection")))
             }
-            if let params, (try? params.decode(InitializeParams.self)) == nil {
-                return reply(id, .failure(.invalidParams("initialize params must be an object like {\"process_id\": 123, \"client_info\": {\"name\": \"my-editor\"}}")))
+            // Unknown keys are fine (LSP clients send many); a known one of the wrong type is named.
+            do { _ = try decodeParams(params, InitializeParams.self, method) } catch {
+                return reply(id, .failure(Self.responseError(error)))
             }
             phase = .initialized
             let result = InitializeResult(
@@ -148,7 +149,9 @@ actor Session {
 }
 
 func decodeParams<T: Decodable>(_ params: JSONValue?, _ type: T.Type, _ method: String) throws -> T {
-    func path(_ ctx: DecodingError.Context) -> String { ctx.codingPath.map { JSONCoding.snakeCase($0.stringValue) }.joined(separator: ".") }
+    func path(_ ctx: DecodingError.Context) -> String {
+        ctx.codingPath.isEmpty ? "params" : ctx.codingPath.map { JSONCoding.snakeCase($0.stringValue) }.joined(separator: ".")
+    }
     do {
         return try (params ?? .object([:])).decode(T.self)
     } catch let DecodingError.keyNotFound(key, ctx) {
@@ -157,8 +160,63 @@ func decodeParams<T: Decodable>(_ params: JSONValue?, _ type: T.Type, _ method: 
     } catch let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx) {
         throw ResponseError.invalidParams("\(method): parameter '\(path(ctx))' has the wrong type (\(ctx.debugDescription))")
     } catch let DecodingError.dataCorrupted(ctx) {
+        if ctx.codingPath.isEmpty, let (at, number) = misfitNumber(params ?? .object([:]), T.self) {
+            throw ResponseError.invalidParams("\(method): parameter '\(at)' must be a whole number that fits, not \(number)")
+        }
         throw ResponseError.invalidParams("\(method): parameter '\(path(ctx))': \(ctx.debugDescription)")
     } catch {
         throw ResponseError.invalidParams("\(method): invalid params (\(error))")
     }
+}
+
+/// Foundation reports a number that does not fit the integer a field holds
+/// (`2.5`, `-1` for a seed, `1e300`) as "The given data was not valid JSON",
+/// with no path; a client deserves to know which parameter. The culprit is
+/// the number that alone, with every other number set to 0, still fails so.
+func misfitNumber<T: Decodable>(_ params: JSONValue, _ type: T.Type) -> (path: String, number: String)? {
+    func numbers(_ v: JSONValue, _ path: [String]) -> [[String]] {
+        switch v {
+        case .int, .double: return [path]
+        case .array(let a): return a.indices.flatMap { numbers(a[$0], path + [String($0)]) }
+        case .object(let o): return o.keys.sorted().flatMap { numbers(o[$0]!, path + [$0]) }
+        default: return []
+        }
+    }
+    func replacing(_ v: JSONValue, _ path: ArraySlice<String>, _ new: JSONValue) -> JSONValue {
+        guard let key = path.first else { return new }
+        switch v {
+        case .array(var a): if let i = Int(key), a.indices.contains(i) { a[i] = replacing(a[i], path.dropFirst(), new) }; return .array(a)
+        case .object(var o): if let inner = o[key] { o[key] = replacing(inner, path.dropFirst(), new) }; return .object(o)
+        default: return v
+        }
+    }
+    func value(_ v: JSONValue, _ path: [String]) -> JSONValue? {
+        path.reduce(Optional(v)) { v, key in
+            switch v {
+            case .array(let a)?: return Int(key).flatMap { a.indices.contains($0) ? a[$0] : nil }
+            case .object(let o)?: return o[key]
+            default: return nil
+            }
+        }
+    }
+    func failsUnreadably(_ v: JSONValue) -> Bool {
+        do { _ = try v.decode(T.self) } catch let DecodingError.dataCorrupted(ctx) where ctx.codingPath.isEmpty { return true } catch {}
+        return false
+    }
+    // One decode per number: bounded, so a huge request cannot make the search costly.
+    let all = numbers(params, [])
+    guard all.count <= 64, ((try? JSONCoding.encoder.encode(params))?.count ?? .max) <= 64 << 10 else { return nil }
+    for path in all {
+        let alone = all.filter { $0 != path }.reduce(params) { replacing($0, $1[...], .int(0)) }
+        if failsUnreadably(alone), let number = value(params, path) {
+            let text: String
+            switch number {
+            case .int(let i): text = String(i)
+            case .double(let d): text = "\(d)"
+            default: text = "?"
+            }
+            return (path.joined(separator: "."), text)
+        }
+    }
+    return nil
 }

@@ -265,7 +265,7 @@ extension PolicyError {
     /// The connection broke or never opened: the server may have died.
     var isConnectionLoss: Bool {
         switch self {
-        case .serverUnreachable, .malformedResponse: return true
+        case .serverUnreachable, .connectionLost, .malformedResponse: return true
         default: return false
         }
     }

@@ -16,6 +16,9 @@ public struct HTTPResponse: Sendable {
 public enum TransportError: Error, Sendable, Equatable {
     case couldNotConnect(String)
     case timedOut(seconds: Double)
+    /// The server took the request, then the connection broke before a whole
+    /// answer arrived (a reset, an empty reply, a body shorter than its length).
+    case connectionLost(String)
     case cancelled
     case other(code: Int, message: String)
 }
@@ -121,6 +124,8 @@ private final class Transfer: Sendable {
             return .failure(TransportError.couldNotConnect(url.absoluteString))
         case CURLE_OPERATION_TIMEDOUT:
             return .failure(TransportError.timedOut(seconds: timeout))
+        case CURLE_PARTIAL_FILE, CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_SEND_ERROR:
+            return .failure(TransportError.connectionLost(String(cString: curl_easy_strerror(code))))
         case CURLE_ABORTED_BY_CALLBACK:
             return .failure(TransportError.cancelled)
         default:

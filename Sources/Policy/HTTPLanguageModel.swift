@@ -65,47 +65,56 @@ public struct HTTPLanguageModel: LanguageModel {
         }
     }
 
+    /// One request, retried where a retry can help: 5xx and 429 answers, a
+    /// refused connection, a connection that broke mid-answer. A timeout is
+    /// not retried: `timeout` is what the user allowed one call, and a server
+    /// that hung or crawled once would make a solve wait `retries + 1` times
+    /// that before saying so.
     private func completeOnce(_ request: CompletionRequest) async throws -> CompletionResponse {
         let (path, body) = try encode(request)
         let url = baseURL.appendingPathComponent(path)
         var attempt = 0
+        func retry() async throws -> Bool {
+            guard attempt < options.retries else { return false }
+            attempt += 1
+            try await Task.sleep(for: .seconds(options.backoff * pow(2, Double(attempt - 1))))
+            return true
+        }
         while true {
             try Task.checkCancellation()
             let started = ContinuousClock.now
+            let response: HTTPResponse
             do {
-                let response = try await transport.post(url, json: body, timeout: options.timeout)
-                if response.status == 200 {
-                    var decoded = try decode(response.body, n: request.n)
-                    decoded.cost.llmSeconds = (ContinuousClock.now - started).seconds
-                    return decoded
-                }
-                let detail = Self.errorDetail(response.body)
-                if response.status == 400, detail.contains("context") || detail.contains("exceed") {
-                    throw PolicyError.contextTooLong(detail)
-                }
-                // 503 is llama-server still loading the model; 5xx and 429 are worth another try.
-                if response.status >= 500 || response.status == 429, attempt < options.retries {
-                    attempt += 1
-                    try await Task.sleep(for: .seconds(options.backoff * pow(2, Double(attempt - 1))))
-                    continue
-                }
-                throw PolicyError.http(status: response.status, detail: detail)
+                response = try await transport.post(url, json: body, timeout: options.timeout)
             } catch let error as TransportError {
                 switch error {
                 case .cancelled:
                     throw CancellationError()
-                case .couldNotConnect where attempt < options.retries, .timedOut where attempt < options.retries,
-                     .other where attempt < options.retries:
-                    attempt += 1
-                    try await Task.sleep(for: .seconds(options.backoff * pow(2, Double(attempt - 1))))
-                case .couldNotConnect:
-                    throw PolicyError.serverUnreachable(baseURL.absoluteString)
                 case .timedOut(let s):
                     throw PolicyError.timedOut(baseURL.absoluteString, seconds: s)
+                case .couldNotConnect:
+                    if try await retry() { continue }
+                    throw PolicyError.serverUnreachable(baseURL.absoluteString)
+                case .connectionLost(let message):
+                    if try await retry() { continue }
+                    throw PolicyError.connectionLost(baseURL.absoluteString, detail: message, attempts: attempt + 1)
                 case .other(_, let message):
+                    if try await retry() { continue }
                     throw PolicyError.serverUnreachable("\(baseURL.absoluteString) (\(message))")
                 }
             }
+            if response.status == 200 {
+                var decoded = try decode(response.body, n: request.n)
+                decoded.cost.llmSeconds = (ContinuousClock.now - started).seconds
+                return decoded
+            }
+            let detail = Self.errorDetail(response.body)
+            if response.status == 400, detail.contains("context") || detail.contains("exceed") {
+                throw PolicyError.contextTooLong(detail)
+            }
+            // 503 is llama-server still loading the model; 5xx and 429 are worth another try.
+            if response.status >= 500 || response.status == 429, try await retry() { continue }
+            throw PolicyError.http(status: response.status, detail: detail)
         }
     }
 
@@ -150,10 +159,24 @@ public struct HTTPLanguageModel: LanguageModel {
         } catch {
             throw PolicyError.malformedResponse("not JSON: \(String(decoding: body.prefix(120), as: UTF8.self))")
         }
+        let response: CompletionResponse
         switch options.flavor {
-        case .llama: return try decodeLlama(object)
-        case .openai: return try decodeOpenAI(object)
+        case .llama: response = try decodeLlama(object)
+        case .openai: response = try decodeOpenAI(object)
         }
+        // Fewer choices than asked for are used as they are (the search weighs
+        // what it got); none at all would end a search with no word of why.
+        guard !response.choices.isEmpty || n < 1 else {
+            throw PolicyError.malformedResponse("an answer without completions, though \(n) were asked for")
+        }
+        return response
+    }
+
+    /// Tokens of a choice whose server reported neither a count nor
+    /// log-probabilities: about four characters each. Counting zero would let
+    /// a search run past its token budget without end.
+    static func estimatedTokens(_ text: String) -> Int {
+        text.isEmpty ? 0 : max(1, (text.utf8.count + 3) / 4)
     }
 
     private func decodeLlama(_ object: Any) throws -> CompletionResponse {
@@ -178,7 +201,8 @@ public struct HTTPLanguageModel: LanguageModel {
             let scored = probs.filter { $0["logprob"] is NSNumber }
             let logprobs = scored.compactMap { ($0["logprob"] as? NSNumber)?.doubleValue }
             let texts = scored.map { $0["token"] as? String ?? "" }
-            let predicted = (r["tokens_predicted"] as? NSNumber)?.intValue ?? probs.count
+            let predicted = (r["tokens_predicted"] as? NSNumber)?.intValue
+                ?? (probs.isEmpty ? Self.estimatedTokens(content) : probs.count)
             choices.append(CompletionChoice(
                 text: content, tokenLogprobs: logprobs,
                 finish: stopType == "eos" ? .endOfText : stopType == "limit" ? .length : .stop,
@@ -203,7 +227,9 @@ public struct HTTPLanguageModel: LanguageModel {
         }
         var cost = Cost()
         cost.llmCalls = 1
+        var completionTokens: Int?
         if let u = root["usage"] as? [String: Any] {
+            completionTokens = (u["completion_tokens"] as? NSNumber)?.intValue
             let prompt = (u["prompt_tokens"] as? NSNumber)?.intValue ?? 0
             let cached = ((u["prompt_tokens_details"] as? [String: Any])?["cached_tokens"] as? NSNumber)?.intValue ?? 0
             cost.promptTokens = max(0, prompt - cached)
@@ -223,8 +249,10 @@ public struct HTTPLanguageModel: LanguageModel {
                 if c.keys.contains("stop_reason"), !(c["stop_reason"] is String) { finish = .endOfText } else { finish = .stop }
             default: finish = .stop
             }
-            // `usage.completion_tokens` counts one choice only: count each choice's own tokens.
-            let tokens = logprobs.count
+            // `usage.completion_tokens` counts one choice only: count each choice's own tokens,
+            // from usage only when there is one choice, else estimated, when the server sent no log-probabilities.
+            let tokens = !logprobs.isEmpty ? logprobs.count
+                : rawChoices.count == 1 ? completionTokens ?? Self.estimatedTokens(text) : Self.estimatedTokens(text)
             choices.append(CompletionChoice(text: text, tokenLogprobs: logprobs, finish: finish, tokens: tokens, tokenTexts: texts))
             cost.generatedTokens += tokens
         }

@@ -91,6 +91,9 @@ public protocol LanguageModel: Sendable {
 public enum PolicyError: Error, Sendable, CustomStringConvertible, Equatable {
     case serverUnreachable(String)
     case timedOut(String, seconds: Double)
+    /// The server took the request and broke the connection before a whole
+    /// answer, on every attempt: the URL, curl's reason, the attempts made.
+    case connectionLost(String, detail: String, attempts: Int)
     case http(status: Int, detail: String)
     case contextTooLong(String)
     case malformedResponse(String)
@@ -109,9 +112,29 @@ public enum PolicyError: Error, Sendable, CustomStringConvertible, Equatable {
         case .serverUnreachable(let url):
             return "cannot reach the LLM server at \(url): start it, or unset the endpoint so qcode starts its embedded llama-server"
         case .timedOut(let url, let s):
-            return "the LLM server at \(url) did not answer within \(Int(s)) s: it may be overloaded; raise --llm-timeout or lower -k"
+            return "the LLM server at \(url) did not answer within \(Self.seconds(s)) s (llm_timeout): it is hung or overloaded; "
+                + "check it, raise --llm-timeout, or lower -k"
+        case .connectionLost(let url, let detail, let attempts):
+            return "the LLM server at \(url) broke the connection before a whole answer (\(detail)), \(attempts) time(s): "
+                + "it may be crashing or restarting; check its log, then retry"
         case .http(let status, let detail):
-            return "the LLM server answered HTTP \(status): \(detail)"
+            let what = detail.isEmpty ? "" : " (\(detail))"
+            switch status {
+            case 503:
+                return "the LLM server answered HTTP 503\(what), also after qcode's retries: it is still loading its model or is "
+                    + "overloaded; retry once its /health answers 200"
+            case 429:
+                return "the LLM server answered HTTP 429\(what), also after qcode's retries: it limits qcode's rate; "
+                    + "lower -k or max_concurrent_solves, or retry later"
+            case 500...:
+                return "the LLM server answered HTTP \(status)\(what), also after qcode's retries: it failed on this request; "
+                    + "see the server's log"
+            case 404:
+                return "the LLM server answered HTTP 404\(what): check --endpoint (the server's base URL, without /v1) and --api "
+                    + "(llama: /completion, openai: /v1/completions)"
+            default:
+                return "the LLM server refused the request with HTTP \(status)\(what): check --api and --model-name"
+            }
         case .contextTooLong(let detail):
             return "the prompt does not fit the model's context (\(detail)): shorten the task or start the server with a larger context (-c)"
         case .malformedResponse(let detail):
@@ -130,5 +153,10 @@ public enum PolicyError: Error, Sendable, CustomStringConvertible, Equatable {
         case .cancelled:
             return "cancelled"
         }
+    }
+
+    /// "0.5", "600": seconds as a user wrote them.
+    static func seconds(_ s: Double) -> String {
+        s == s.rounded() && abs(s) < 1e15 ? String(Int(s)) : String(format: "%g", s)
     }
 }

@@ -17,7 +17,9 @@ public final class RPCClient: Sendable {
         case connectionClosed(String)
         public var description: String {
             switch self {
-            case .connectionClosed(let why): return "the daemon closed the connection (\(why)); see ~/.cache/qcode/logs/daemon.log"
+            case .connectionClosed(let why):
+                return "the qcode daemon closed the connection before it answered (\(why)): it stopped, crashed or was killed; "
+                    + "see its log (`qcode config` shows log_file), then run the command again (a new daemon starts by itself)"
             }
         }
     }

@@ -6,6 +6,8 @@ public enum FrameError: Error, Sendable, Equatable, CustomStringConvertible {
     case tooLarge(length: Int, limit: Int)
     case headerTooLong(limit: Int)
     case missingContentLength
+    /// Two `Content-Length` headers that disagree: which body is meant cannot be known.
+    case conflictingContentLength
     case badHeader(String)
 
     public var description: String {
@@ -16,6 +18,8 @@ public enum FrameError: Error, Sendable, Equatable, CustomStringConvertible {
             return "frame header longer than \(limit) bytes without a blank line; each header must end with \\r\\n\\r\\n"
         case .missingContentLength:
             return "frame header without Content-Length; every message needs 'Content-Length: N\\r\\n\\r\\n'"
+        case .conflictingContentLength:
+            return "frame with two different Content-Length headers; send exactly one"
         case .badHeader(let line):
             return "unreadable frame header line '\(line)'; expected 'Name: value'"
         }
@@ -71,6 +75,7 @@ public struct FrameParser: Sendable {
                 let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
                 if name == "content-length" {
                     guard let n = Int(value), n >= 0 else { return try fail(.badHeader(String(line.prefix(80)))) }
+                    if let length, length != n { return try fail(.conflictingContentLength) }
                     length = n
                 }
             }

@@ -20,7 +20,7 @@ struct CompiledHarness: Sendable {
         args += ["--", jail.interpreter, "-I", "-S", "-B", "-c", Harness.compiler]
         let output = try await Spawner.run(executable: jail.launcher.path, arguments: args, stdin: source,
                                            safetyTimeout: 70, handle: LauncherHandle())
-        let status = try LauncherStatus.parse(output.status, launcherStderr: output.stderr)
+        let status = try LauncherStatus.read(output)
         let lines = String(decoding: output.results, as: UTF8.self).split(separator: "\n").map(String.init)
         guard status.ran, status.exitCode == 0, status.signal == 0, lines.count == 2,
               lines.allSatisfy({ !$0.isEmpty }) else {

@@ -100,12 +100,20 @@ public struct Jail: Sendable {
         } onCancel: {
             handle.cancel()
         }
-        let status = try LauncherStatus.parse(output.status, launcherStderr: output.stderr)
+        let status = try LauncherStatus.read(output)
         if !status.setupError.isEmpty && !status.ran {
             throw JailError.launcherFailed(status.setupError)
         }
         let report = ReportBuilder.build(nonce: nonce, output: output, status: status, limits: limits)
         return (report, status)
+    }
+
+    /// "killed by signal 9", "exited with status 1: <stderr tail>", from a raw waitpid status.
+    static func ending(_ output: LauncherOutput) -> String {
+        let signal = output.exitStatus & 0x7f
+        let how = signal != 0 ? "killed by signal \(signal)" : "exited with status \((output.exitStatus >> 8) & 0xff)"
+        let tail = String(decoding: output.stderr.suffix(300), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return tail.isEmpty ? how : "\(how): \(tail)"
     }
 
     static func makeNonce() -> String {
@@ -210,6 +218,17 @@ struct LauncherStatus: Sendable, Decodable {
         memoryFence = try c.decodeIfPresent(String.self, forKey: .memoryFence) ?? "rlimit"
         landlock = try c.decodeIfPresent(Int.self, forKey: .landlock) ?? 0
         programUid = try c.decodeIfPresent(UInt32.self, forKey: .programUid) ?? 0
+    }
+
+    /// The launcher's final status. Without one, a launcher that was killed or
+    /// failed mid-run says so; only one that exited 0 without it is out of sync.
+    static func read(_ output: LauncherOutput) throws -> LauncherStatus {
+        do {
+            return try parse(output.status, launcherStderr: output.stderr)
+        } catch {
+            if output.exitStatus != 0 { throw JailError.launcherDied(Jail.ending(output)) }
+            throw error
+        }
     }
 
     static func parse(_ data: Data, launcherStderr: Data) throws -> LauncherStatus {

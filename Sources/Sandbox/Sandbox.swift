@@ -148,6 +148,9 @@ public enum JailError: Error, CustomStringConvertible, Sendable {
     case pythonMissing(String)
     case spawnFailed(String, errno: Int32)
     case launcherFailed(String)
+    /// The launcher ended without its status line: killed (by hand, by the
+    /// OOM killer) or crashed. What happened, and the tail of its stderr.
+    case launcherDied(String)
     case protocolError(String)
     case invalidLimits(String)
     case harnessUnavailable(String)
@@ -167,6 +170,9 @@ public enum JailError: Error, CustomStringConvertible, Sendable {
         case .launcherFailed(let message):
             return "the jail launcher failed before the program ran: \(message). "
                 + "Run `qcode doctor` to check namespace support on this machine."
+        case .launcherDied(let how):
+            return "the jail launcher ended before it reported a result (\(how)); the program was not judged. "
+                + "Retry; if it happens again, run `qcode doctor` (was the launcher killed, or the machine out of memory?)."
         case .protocolError(let message):
             return "the jail launcher's status could not be read (\(message)); the launcher and this build may be out of sync: rebuild with `swift build`."
         case .invalidLimits(let message):

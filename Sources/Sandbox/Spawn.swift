@@ -147,6 +147,8 @@ enum Spawner {
         let rc = posix_spawn(&pid, executable, &actions, &attr, argv, envp)
         guard rc == 0 else {
             for fd in readEnds { close(fd) }
+            // Gone since the jail was set up (a rebuild or `make clean` under a running daemon): say so.
+            if rc == ENOENT || rc == EACCES { throw JailError.launcherNotFound(searched: [executable]) }
             throw JailError.spawnFailed("posix_spawn \(executable)", errno: rc)
         }
         for fd in closeList { close(fd) }

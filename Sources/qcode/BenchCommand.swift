@@ -1,4 +1,5 @@
 import ArgumentParser
+import Basics
 import CodeDomain
 import Foundation
 import QStar
@@ -46,6 +47,8 @@ struct Bench: AsyncParsableCommand {
         var options = try flags.options()
         let anytime = try anytimeBudgets()
         if let largest = anytime?.last { options.search.budget.maxGeneratedTokens = largest }
+        // An --out that cannot be written fails now, not after the first task.
+        if let out { try AtomicFile.checkWritable(URL(fileURLWithPath: out)) }
         let values = ValueModels()
         let engine = try Engine.make(llm)
         let identity = BenchIdentity(data: URL(fileURLWithPath: selection.data).lastPathComponent, options: options, visible: visible,

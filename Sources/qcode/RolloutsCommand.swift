@@ -50,6 +50,8 @@ struct Rollouts: AsyncParsableCommand {
             print("all \(tasks.count) tasks already in \(out)")
             return
         }
+        // An --out that cannot be written fails now, not after the first task's sampling.
+        try RolloutFile.prepare(out)
         let engine = try Engine.make(llm)
         let sampler = RolloutSampler(model: engine.model, verifier: try engine.jail(timeout: timeout), temperature: temperature,
                                      maxProgramTokens: maxProgramTokens, visible: visible)
@@ -68,6 +70,8 @@ struct Rollouts: AsyncParsableCommand {
                     solved += records.filter { $0.reward == 1 }.count
                 } catch is CancellationError {
                     throw CancellationError()
+                } catch let error as RolloutError {
+                    throw error  // the file, not the server: every later task would fail the same way
                 } catch {
                     // A server hiccup costs one task, not the run; resuming retries it.
                     failures += 1

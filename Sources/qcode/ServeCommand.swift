@@ -58,6 +58,11 @@ func daemonRequest(_ client: RPCClient, _ method: String, _ params: JSONValue) a
         throw ExitCode(130)
     } catch let e as ResponseError {
         throw UserError(e.message)
+    } catch is RPCClient.ClientError {
+        // The daemon died under the request (a crash, a kill -9): say so, where its log is, and that retrying is safe.
+        let log = (try? resolveConfiguration([:]).values.logFile) ?? "the daemon log"
+        throw UserError("the qcode daemon went away before it answered (it crashed or was killed): see \(log); "
+            + "run the command again to start a new daemon, or pass --no-daemon")
     }
 }
 

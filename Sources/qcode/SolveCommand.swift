@@ -202,11 +202,12 @@ struct Solve: AsyncParsableCommand {
     func run() async throws {
         let task = try taskOptions.load()
         let options = try flags.options()
+        if let trace { try AtomicFile.checkWritable(URL(fileURLWithPath: trace)) }
         let bar = ProgressBar(enabled: !json)
         let result = daemon.noDaemon ? try await solveHere(task, options, bar) : try await solveInDaemon(task, options, bar)
         if let trace, let nodes = result.trace {
-            try TraceRenderer.html(title: "qcode trace: \(task.id)", subtitle: task.text, nodes: nodes)
-                .write(toFile: trace, atomically: true, encoding: .utf8)
+            let html = TraceRenderer.html(title: "qcode trace: \(task.id)", subtitle: task.text, nodes: nodes)
+            try AtomicFile.write(Data(html.utf8), to: URL(fileURLWithPath: trace))
         }
         if json {
             var shown = result

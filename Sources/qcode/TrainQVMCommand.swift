@@ -89,6 +89,8 @@ struct TrainQVM: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // An --out that cannot be written fails now, not after the training.
+        if let out { try AtomicFile.checkWritable(URL(fileURLWithPath: out)) }
         let qvm: QValueModel
         if let model {
             qvm = try QValueModel.load(from: model)

@@ -27,7 +27,10 @@ struct FakeEndpoint {
         }
     }
 
-    func stop() { process.terminate() }
+    func stop() {
+        process.terminate()
+        process.waitUntilExit()
+    }
 
     /// `max_tokens` of each request it received, in order.
     var maxTokens: [Int] {
@@ -40,12 +43,18 @@ struct FakeEndpoint {
 
 /// Runs the built `qcode` as a user would, with a private config and socket.
 func qcode(_ arguments: [String], environment extra: [String: String] = [:]) async throws -> (status: Int32, output: String) {
+    try await run(qcodeBinary, arguments, environment: try qcodeEnvironment(extra), currentDirectory: repoRoot)
+}
+
+let qcodeBinary = buildProducts.appendingPathComponent("qcode").path
+
+/// The environment `qcode(_:)` runs in: no QCODE_ settings of the caller's, a private config folder.
+func qcodeEnvironment(_ extra: [String: String] = [:]) throws -> [String: String] {
     var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("QCODE_") || $0.key == "QCODE_CACHE" }
     env["XDG_CONFIG_HOME"] = try tempDirectory("qcode-cli-config").path
     env["QCODE_JAIL"] = buildProducts.appendingPathComponent("qcode-jail").path
     for (k, v) in extra { env[k] = v }
-    return try await run(buildProducts.appendingPathComponent("qcode").path, arguments, environment: env,
-                         currentDirectory: repoRoot)
+    return env
 }
 
 @Suite struct SolveFlagTests {

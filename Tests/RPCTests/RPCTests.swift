@@ -45,6 +45,16 @@ import Testing
         #expect(throws: FrameError.headerTooLong(limit: 64)) { try d.push(Data(String(repeating: "x", count: 65).utf8)) }
     }
 
+    @Test func duplicateContentLengthsMustAgree() throws {
+        var same = FrameParser()
+        #expect(try same.push(Data("Content-Length: 2\r\ncontent-length: 2\r\n\r\n{}".utf8)) == [Data("{}".utf8)])
+        // Which body is meant cannot be known: the stream has lost its place.
+        var differ = FrameParser()
+        #expect(throws: FrameError.conflictingContentLength) {
+            try differ.push(Data("Content-Length: 2\r\nContent-Length: 12\r\n\r\n{}".utf8))
+        }
+    }
+
     @Test func emptyBodyIsAFrame() throws {
         var p = FrameParser()
         #expect(try p.push(Data("Content-Length: 0\r\n\r\n".utf8)) == [Data()])

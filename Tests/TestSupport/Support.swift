@@ -305,6 +305,11 @@ public struct FakeLlamaServer: Sendable {
         }.map { Int32($0) }
     }
 
+    /// The server logged a SIGTERM: it was stopped gracefully, not killed.
+    public var terminatedGracefully: Bool {
+        ((try? String(contentsOf: log, encoding: .utf8)) ?? "").contains(#""event": "terminated""#)
+    }
+
     public func waitForRequests(_ n: Int) async throws {
         try await eventually("\(n) request(s) at the fake llama-server") { requestPids.count >= n }
     }
