@@ -37,7 +37,7 @@ public struct SearchContext<Domain: PlanningDomain>: Sendable {
 /// The algorithms qcode offers, in the order `--help` lists them. The CLI,
 /// the daemon and the benchmark all resolve `--method` here.
 public enum Planners {
-    public static let all: [any SearchAlgorithm] = [AStarSearch(), GreedyDecoding(), BestOfN()]
+    public static let all: [any SearchAlgorithm] = [AStarSearch(), GreedyDecoding(), BestOfN(), MCTSr()]
 
     public static var names: [String] { all.map(\.name) }
 

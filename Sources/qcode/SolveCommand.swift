@@ -121,6 +121,18 @@ struct SolveFlags: ParsableArguments {
     @Option(help: "Q*: passing programs to collect before answering with the one whose behaviour most others share (1: the first that passes). Default: \(d.search.select).")
     var select: Int?
 
+    @Option(help: "MCTSr: self-evaluation scores sampled per new program (0: the tests' graded outcome alone). Default: \(d.search.rewardSamples).")
+    var rewardSamples: Int?
+
+    @Option(help: "MCTSr: exploration constant c₀ of UCT, scaled by the spread of the values seen. Default: \(d.search.exploration).")
+    var exploration: Double?
+
+    @Option(help: "MCTSr: refinements of one program before it counts as fully expanded. Default: \(d.search.maxChildren).")
+    var maxChildren: Int?
+
+    @Option(help: "MCTSr: start from a placeholder answer (\"I don't know\") instead of the greedy program. Default: \(d.search.placeholderRoot).")
+    var placeholderRoot: Bool?
+
     @Option(help: "What a step is: \(StepShape.allCases.map(\.rawValue).joined(separator: " or ")) (a code line with the comments before it). Default: \(d.steps.rawValue).")
     var steps: StepShape?
 
@@ -162,6 +174,10 @@ struct SolveFlags: ParsableArguments {
         if let revise { o.search.revise = revise }
         if let dedup { o.search.dedup = dedup }
         if let select { o.search.select = select }
+        if let rewardSamples { o.search.rewardSamples = rewardSamples }
+        if let exploration { o.search.exploration = exploration }
+        if let maxChildren { o.search.maxChildren = maxChildren }
+        if let placeholderRoot { o.search.placeholderRoot = placeholderRoot }
         if let steps { o.steps = steps }
         if let stepTokens { o.stepTokens = stepTokens }
         if let maxLineTokens { o.maxLineTokens = maxLineTokens }
