@@ -27,7 +27,9 @@ struct FakeEndpoint {
         }
     }
 
-    func stop() { process.terminate() }
+    /// SIGKILL: the test process may run with SIGTERM ignored (a command under test sets that
+    /// while its embedded server runs), and children inherit it, so `terminate()` left fakes behind.
+    func stop() { kill(process.processIdentifier, SIGKILL) }
 
     /// `max_tokens` of each request it received, in order.
     var maxTokens: [Int] {
