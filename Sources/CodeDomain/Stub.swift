@@ -162,20 +162,28 @@ public enum StubTasks {
     /// The task for `function` in `source`. Tests, in order: `testFile`; the docstring's
     /// `>>>` examples; `test_<module>.py` or `tests/test_<module>.py` beside the module
     /// (`path`), when it names the function; else none (the solve says nothing verified it).
+    /// - Parameter continuing: keep the body's statements and continue after them (HumanEval's
+    ///   prompts are code to continue, and one, 115, starts its body with `import math`).
     public static func load(source: String, path: String? = nil, function: String, testFile: String? = nil,
-                            id: String? = nil) throws -> CodeTask {
+                            id: String? = nil, continuing: Bool = false) throws -> CodeTask {
         let place = path ?? "the module"
         let outline = try ModuleOutline.read(source)
         if outline.verdict != .valid {
             let issue = outline.issues.first
             throw StubError.unparsable(place, line: issue?.line ?? 0, message: issue?.message ?? "incomplete at the end")
         }
-        let site = try find(function, in: outline.functions, place: place)
+        var site = try find(function, in: outline.functions, place: place)
+        var kept: Range<Int>?
+        if continuing, let first = site.statements.first, let last = site.statements.last {
+            // What the body has so far stays: the search continues after it.
+            kept = first.range.lowerBound..<last.range.upperBound
+            site.statements = []
+        }
         if let bad = site.statements.first(where: { $0.placeholder == nil }) {
             let first = bad.text.split(separator: "\n").first.map(String.init) ?? bad.text
             throw StubError.notAStub(place, function: function, line: site.line, statement: String(first.prefix(60)))
         }
-        var stub = context(source: source, path: path, function: function, site: site)
+        var stub = context(source: source, path: path, function: function, site: site, kept: kept)
         stub.module = path.map { URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent }
             .flatMap { $0.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) ? $0 : nil }
         let suite = try tests(for: stub, site: site, explicit: testFile)
@@ -194,7 +202,8 @@ public enum StubTasks {
         throw StubError.noSuchFunction(place, function: function, available: sites.map(\.qualifiedName))
     }
 
-    static func context(source: String, path: String?, function: String, site: FunctionSite) -> StubContext {
+    /// - Parameter kept: body statements that stay (a continued body), after the docstring.
+    static func context(source: String, path: String?, function: String, site: FunctionSite, kept: Range<Int>? = nil) -> StubContext {
         let bytes = Array(source.utf8)
         func lineEnd(_ i: Int) -> Int {
             var j = min(i, bytes.count)
@@ -206,7 +215,7 @@ public enum StubTasks {
             while j > 0, bytes[j - 1] != 0x0A { j -= 1 }
             return j
         }
-        let keepEnd = site.docstring?.upperBound ?? site.headerEnd
+        let keepEnd = kept?.upperBound ?? site.docstring?.upperBound ?? site.headerEnd
         let lastEnd = site.statements.last?.range.upperBound ?? keepEnd
         // `def f(x): ...` or `"""doc"""; pass`: the stub shares a line with what stays.
         let inline = site.statements.first.map { lineEnd(keepEnd) >= $0.range.lowerBound } ?? false
@@ -222,7 +231,7 @@ public enum StubTasks {
         } else {
             let end = lineEnd(keepEnd)
             head = Array(bytes[..<end]) + [0x0A]
-            let firstBody = site.docstring?.lowerBound ?? site.statements.first?.range.lowerBound ?? keepEnd
+            let firstBody = site.docstring?.lowerBound ?? kept?.lowerBound ?? site.statements.first?.range.lowerBound ?? keepEnd
             indent = String(decoding: bytes[lineStart(firstBody)..<firstBody], as: UTF8.self)
         }
         if indent.isEmpty || indent.contains(where: { $0 != " " && $0 != "\t" }) {

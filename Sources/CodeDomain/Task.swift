@@ -110,7 +110,7 @@ public enum TaskLoader {
         }
         let id = object["task_id"] as! String, entry = object["entry_point"] as! String
         var task: CodeTask
-        do { task = try StubTasks.load(source: object["prompt"] as! String, path: nil, function: entry, id: id) } catch {
+        do { task = try StubTasks.load(source: object["prompt"] as! String, path: nil, function: entry, id: id, continuing: true) } catch {
             throw TaskError.malformed(location, "\(id): \(error)")
         }
         task.scoring = TestSuite(kind: .pytest, source: (object["test"] as! String) + "\n\ndef test_check():\n    check(\(entry))\n",

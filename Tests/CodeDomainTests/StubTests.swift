@@ -278,6 +278,19 @@ final class RecordingJail: ProgramVerifier {
         #expect { try TaskLoader.benchmarkFile(Self.file([broken])) } throws: { "\($0)".contains("no function `nope`") }
     }
 
+    /// HumanEval/115's prompt starts the body with `import math` before its docstring-like
+    /// string: the prompt is code to continue, so those lines stay and the body follows them.
+    @Test func aPromptWhoseBodyHasBegunIsContinued() throws {
+        var record = Self.record
+        record["prompt"] = "\ndef max_fill(grid, capacity):\n    import math\n    \"\"\"\n    Example: max_fill([[1]], 1) == 1\n    \"\"\"\n"
+        record["entry_point"] = "max_fill"
+        let task = try #require(try TaskLoader.benchmarkFile(Self.file([record])).first)
+        #expect(task.stub?.head == record["prompt"] && task.stub?.indent == "    " && task.suite == nil)
+        #expect(task.program(task.initialProgram + "    return 1\n").hasSuffix("    \"\"\"\n    return 1\n"))
+        // A module given by a user still has to be a stub.
+        #expect { try StubTasks.load(source: record["prompt"]!, function: "max_fill") } throws: { "\($0)".contains("already has a body (`import math`)") }
+    }
+
     /// The protocol: the search sees the prompt and the docstring's examples, never
     /// `check` or the canonical solution; `check` alone scores.
     @Test func theSearchSeesTheDocstringAndCheckScores() async throws {
