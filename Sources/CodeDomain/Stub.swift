@@ -257,7 +257,12 @@ public enum StubTasks {
             }
             return TestSuite(kind: .pytest, source: text, origin: explicit, select: site.name)
         }
-        if let doc = stub.docstring, doc.contains(">>>") {
+        // An example is a line that starts with `>>>` (doctest's syntax), not any mention of it;
+        // the first line may follow the opening quotes.
+        if let doc = stub.docstring, doc.split(separator: "\n").contains(where: {
+            let t = $0.drop(while: { $0 == " " || $0 == "\t" || $0 == "\"" || $0 == "'" || $0 == "r" || $0 == "u" })
+            return t.hasPrefix(">>> ") || t == ">>>"
+        }) {
             return TestSuite(kind: .doctest, source: doc, origin: "the docstring of \(stub.function)",
                              firstLine: stub.docstringLine ?? site.line + 1)
         }

@@ -129,6 +129,9 @@ let stubModule = """
             .write(to: dir.appendingPathComponent("test_geometry.py"), atomically: true, encoding: .utf8)
         let beside = try #require(try StubTasks.load(source: plain, path: module.path, function: "scale").suite)
         #expect(beside.origin == dir.appendingPathComponent("test_geometry.py").path)
+        // A docstring that only mentions `>>>` has no examples.
+        let mention = plain.replacingOccurrences(of: "Multiply `x` by `factor`.", with: "Multiply `x` (see the >>> prompt).")
+        #expect(try StubTasks.load(source: mention, path: module.path, function: "scale").suite?.kind == .pytest)
         // Docstring examples before a test file beside the module.
         #expect(try StubTasks.load(source: stubModule, path: module.path, function: "scale").suite?.kind == .doctest)
         // An explicit test file before everything.
