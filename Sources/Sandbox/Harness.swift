@@ -25,11 +25,13 @@ enum Harness {
         return Data("\(nonce)\n\(p.count) \(t.count) \(s.count) \(guards ? 1 : 0) \(o.count)\n".utf8) + p + t + s + o
     }
 
-    /// `python -I -S -B -c loader CHUNK...`: the chunks, joined, are base64 of marshalled
-    /// bytecode (see `compiler`). Chunks because one argv string may hold at most
-    /// 128 KiB (MAX_ARG_STRLEN) and the judge's code is larger; argv as a whole may hold
-    /// far more. The marker lets tests find jailed processes by their command line.
-    static let loader = "import sys,marshal,binascii;b=''.join(sys.argv[1:]);del sys.argv[1:];exec(marshal.loads(binascii.a2b_base64(b)))  # qcode_harness"
+    /// `python -I -S -B -c loader CHUNK...`: the chunks, joined, are base64 of zlib-compressed
+    /// marshalled bytecode (see `compiler`). Compressed because every byte of argv is decoded
+    /// by the interpreter at startup (144 KiB of base64 cost ~3 ms per run; 60 KiB compressed
+    /// cost about what the smaller harness of issue 4 did), and decompressing costs 0.4 ms.
+    /// Chunks because one argv string may hold at most 128 KiB (MAX_ARG_STRLEN). The marker
+    /// lets tests find jailed processes by their command line.
+    static let loader = "import sys,marshal,binascii,zlib;b=''.join(sys.argv[1:]);del sys.argv[1:];exec(marshal.loads(zlib.decompress(binascii.a2b_base64(b))))  # qcode_harness"
 
     /// A base64 blob cut into argv strings well under MAX_ARG_STRLEN.
     static func chunks(_ blob: String, size: Int = 96 << 10) -> [String] {
@@ -39,10 +41,10 @@ enum Harness {
         }
     }
 
-    /// Reads `judge source \0 program source` on fd 0 and writes two base64 lines to fd 3:
+    /// Reads `judge source \0 program source` on fd 0 and writes two base64 lines to fd 3 (zlib-compressed):
     /// the marshalled code of each, for this very interpreter (bytecode is version-bound).
     static let compiler = #"""
-import posix, marshal, binascii
+import posix, marshal, binascii, zlib
 chunks = []
 while True:
     c = posix.read(0, 1 << 16)
@@ -50,7 +52,7 @@ while True:
         break
     chunks.append(c)
 judge, program = b"".join(chunks).decode("utf-8").split("\0")
-out = [binascii.b2a_base64(marshal.dumps(compile(src, name, "exec", dont_inherit=True, optimize=2)), newline=False)
+out = [binascii.b2a_base64(zlib.compress(marshal.dumps(compile(src, name, "exec", dont_inherit=True, optimize=2)), 9), newline=False)
        for src, name in ((judge, "<qcode-judge>"), (program, "<qcode-program>"))]
 data = b"\n".join(out) + b"\n"
 while data:

@@ -88,11 +88,13 @@ public struct JailJob: Sendable, Hashable, Codable {
         self.firstLine = firstLine
     }
 
-    /// `key=value` lines for the judge; names are Python identifiers (dots allowed), never newlines.
+    /// `key=value` lines for the judge. A value never holds a line break (a name given over
+    /// the wire could otherwise add options of its own).
     var options: String {
+        func value(_ s: String) -> String { s.filter { $0 != "\n" && $0 != "\r" } }
         var lines = ["kind=\(kind.rawValue)", "line=\(firstLine)"]
-        if let module { lines.append("module=\(module)") }
-        if let select { lines.append("select=\(select)") }
+        if let module { lines.append("module=\(value(module))") }
+        if let select { lines.append("select=\(value(select))") }
         return lines.joined(separator: "\n")
     }
 }
