@@ -166,7 +166,11 @@ extension Aggregation: ExpressibleByArgument {}
 struct Solve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a program for a task by search, and test it.",
-        discussion: "Exit status: 0 the program passes the visible tests, 1 it does not (or no program), 2 an error.")
+        discussion: """
+            Exit status: 0 the program passes the visible tests (or, with --function and no tests found, \
+            a program was written, marked UNVERIFIED), 1 it does not (or no program), 2 an error.
+            Example: qcode solve examples/slugs/slugs.py --function slugify
+            """)
 
     @OptionGroup var taskOptions: TaskOptions
     @OptionGroup var flags: SolveFlags
