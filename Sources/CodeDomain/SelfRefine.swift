@@ -81,12 +81,14 @@ extension CodeSearchDomain {
 
     public func refine(_ state: CodeState, following critique: Critique, seed: UInt64) async throws -> (state: CodeState, cost: Cost) {
         try requireChat()
+        // The rewrite starts where every program of this task starts (a stub: the module up to the body).
+        let start = root.program
         let response = try await model.complete(CompletionRequest(
-            prompt: prompts.refinement(for: task, program: state.program, feedback: critique.feedback, critique: critique.text),
-            n: 1, maxTokens: options.maxProgramTokens, stop: prompts.endMarkers,
+            prompt: prompts.refinement(for: task, program: state.program, feedback: critique.feedback, critique: critique.text) + start,
+            n: 1, maxTokens: options.maxProgramTokens, stop: prompts.endMarkers + task.stops,
             sampling: Sampling(temperature: options.search.temperature), seed: seed, slot: slot))
-        let text = response.choices.first?.text ?? ""
-        let code = String(text.reversed().drop(while: \.isWhitespace).reversed())
+        let text = task.clip(response.choices.first?.text ?? "", after: start).text
+        let code = String((start + text).reversed().drop(while: \.isWhitespace).reversed())
         let program = code.isEmpty ? "" : code + "\n"
         let parsed = syntax.parse(program)
         return (CodeState(program: program, finished: true, parsed: parsed, facts: codeFacts(parsed, entryPoint: entryPoint)),

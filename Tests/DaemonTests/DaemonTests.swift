@@ -550,8 +550,10 @@ import TestSupport
         try await client.initialize()
         let params = try JSONValue.encoding(TestParams(program: "import time\ntime.sleep(30)\n", tests: "assert True\n", timeout: 60))
         let id = client.makeID()
-        let request = Task { try await client.request("qcode/test", params, id: id) }
+        // Counted before the request starts: with the harness already compiled, the launcher
+        // can start before a scan of /proc made after the request would finish.
         let before = jailLaunchers()
+        let request = Task { try await client.request("qcode/test", params, id: id) }
         try await eventually("the jail to start") { jailLaunchers().count > before.count }
         client.notify("$/cancelRequest", ["id": .int(Int("\(id)")!)])
         // Answered while the program still had most of its 30 s sleep to go, and no launcher is left.
