@@ -51,8 +51,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
+        // The LSP server editors start (`qcode lsp`): documents, code actions, progress, edits; solves go to the daemon.
+        .target(name: "LSP", dependencies: ["Basics", "RPC", "CodeDomain", "PythonSyntax", "Daemon"]),
         .executableTarget(name: "qcode", dependencies: [
-            "Basics", "QStar", "CodeDomain", "PythonSyntax", "Sandbox", "Policy", "QVM", "RPC", "Daemon",
+            "Basics", "QStar", "CodeDomain", "PythonSyntax", "Sandbox", "Policy", "QVM", "RPC", "Daemon", "LSP",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
