@@ -70,6 +70,9 @@ let package = Package(
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "RPC", "CodeDomain", "Policy", "Sandbox", "QStar", "QVM",
                                                         "TestSupport", "qcode-jail"]),
         .testTarget(name: "QVMTests", dependencies: ["QVM", "CodeDomain", "QStar", "Policy", "Sandbox", "TestSupport"]),
+        // qcode lsp: in-process against an in-process daemon, and the built binary over stdio.
+        .testTarget(name: "LSPTests", dependencies: ["LSP", "Daemon", "RPC", "CodeDomain", "Policy", "Sandbox", "TestSupport",
+                                                     "qcode", "qcode-jail"]),
         // The qcode executable itself, run as a user runs it.
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "CodeDomain", "qcode", "qcode-jail"]),
     ],

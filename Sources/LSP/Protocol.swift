@@ -141,7 +141,7 @@ public struct Command: Codable, Sendable, Hashable {
     }
 }
 
-public struct CodeAction: Codable, Sendable, Hashable {
+public struct LSPCodeAction: Codable, Sendable, Hashable {
     public var title: String
     public var kind: String
     public var command: Command?

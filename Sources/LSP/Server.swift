@@ -300,19 +300,19 @@ public actor LSPServer {
 
     // MARK: - Code actions
 
-    private func codeActions(_ p: CodeActionParams) -> [CodeAction] {
+    private func codeActions(_ p: CodeActionParams) -> [LSPCodeAction] {
         guard CodeActionKind.allowed(CodeActionKind.rewrite, by: p.context?.only), let doc = documents[p.textDocument.uri],
               let site = EditorStubs.stub(at: p.range.start, in: doc.text) else { return [] }
         let uri = p.textDocument.uri
         if jobs.values.contains(where: { $0.uri == uri && $0.function == site.qualifiedName }) {
             let title = "Cancel qcode (implementing \(site.qualifiedName))"
             let target: JSONValue = ["uri": .string(uri), "function": .string(site.qualifiedName)]
-            return [CodeAction(title: title, kind: CodeActionKind.rewrite,
+            return [LSPCodeAction(title: title, kind: CodeActionKind.rewrite,
                                command: Command(title: title, command: LSPCommand.cancel, arguments: [target]))]
         }
         let args = (try? LSPCoding.value(ImplementArguments(uri: uri, function: site.qualifiedName, version: doc.version))) ?? .null
         let title = "Implement with qcode"
-        return [CodeAction(title: title, kind: CodeActionKind.rewrite,
+        return [LSPCodeAction(title: title, kind: CodeActionKind.rewrite,
                            command: Command(title: title, command: LSPCommand.implement, arguments: [args]))]
     }
 
