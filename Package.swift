@@ -74,7 +74,7 @@ let package = Package(
         .testTarget(name: "LSPTests", dependencies: ["LSP", "Daemon", "RPC", "CodeDomain", "Policy", "Sandbox", "TestSupport",
                                                      "qcode", "qcode-jail"]),
         // The Neovim plugin (editors/nvim) in a real headless Neovim, against the built qcode.
-        .testTarget(name: "EditorTests", dependencies: ["TestSupport", "qcode", "qcode-jail"]),
+        .testTarget(name: "EditorTests", dependencies: ["TestSupport", "Policy", "qcode", "qcode-jail"]),
         // The qcode executable itself, run as a user runs it.
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "CodeDomain", "qcode", "qcode-jail"]),
     ],

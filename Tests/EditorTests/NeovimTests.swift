@@ -1,16 +1,18 @@
 import Foundation
+import Policy
 import Testing
 import TestSupport
 
-/// The Neovim plugin in a real headless Neovim (Debian's 0.7.2 here), driving the
-/// built `qcode lsp`, which starts its own daemon: what a user gets, end to end.
+/// The Neovim plugin in a real headless Neovim — Debian 12's 0.7.2 and 0.11 — driving
+/// the built `qcode lsp`, which starts its own daemon: what a user gets, end to end.
 /// Each test runs `editors/nvim/test/NAME.lua` in an editor whose runtime, config
 /// and cache folders and daemon socket are its own; the script's exit status is
 /// its verdict. Afterwards nothing the editor started may be left but the daemon
 /// (which outlives editors by design, with no client left), and after `qcode stop`
 /// nothing at all.
 @Suite(.serialized) struct NeovimTests {
-    static let nvim = Prerequisite.neovim
+    static let debian = "/usr/bin/nvim"
+    static let current = QCodeCache.root.appendingPathComponent("nvim-0.11/bin/nvim").path
     static let qcodeBinary = buildProducts.appendingPathComponent("qcode").path
 
     /// One editor session's private world.
@@ -34,7 +36,7 @@ import TestSupport
         var log: String { (try? String(contentsOf: dir.appendingPathComponent("daemon.log"), encoding: .utf8)) ?? "(no daemon log)" }
 
         /// Runs the Lua test; its exit status, output and the record it wrote.
-        func neovim(_ script: String, settings: [String: Any], extra: [String: String] = [:],
+        func neovim(_ nvim: String, _ script: String, settings: [String: Any], extra: [String: String] = [:],
                     timeout: Int = 300) async throws -> (status: Int32, output: String, result: [String: Any]) {
             var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("QCODE_") || $0.key == "QCODE_CACHE" }
             for name in ["XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME"] {
@@ -49,7 +51,7 @@ import TestSupport
             env["QTEST_RESULT"] = dir.appendingPathComponent("result.json").path
             env["QTEST_SETTINGS"] = String(decoding: try JSONSerialization.data(withJSONObject: settings), as: UTF8.self)
             for (k, v) in extra { env[k] = v }
-            let out = try await run("/usr/bin/timeout", ["-k", "10", String(timeout), "/usr/bin/nvim", "--headless", "-u", "NONE", "-i", "NONE",
+            let out = try await run("/usr/bin/timeout", ["-k", "10", String(timeout), nvim, "--headless", "-u", "NONE", "-i", "NONE",
                                                          "-n", "-c", "luafile editors/nvim/test/\(script).lua"],
                                     environment: env, currentDirectory: repoRoot)
             let data = (try? Data(contentsOf: dir.appendingPathComponent("result.json"))) ?? Data("{}".utf8)
@@ -92,15 +94,37 @@ import TestSupport
     /// A function that passes its doctests: what the scripted endpoint answers for `double`.
     static let body = "    return x * 2\n\n\nprint(double(2))\n```"
 
-    @Test(.enabled(if: nvim.shouldRun)) func theCodeActionWritesAFunctionThatPassesItsTests() async throws {
-        try Self.nvim.require()
+    @Test(.enabled(if: Prerequisite.neovim.shouldRun)) func theCodeActionWritesAFunctionThatPassesItsTests() async throws {
+        try Prerequisite.neovim.require()
+        try await implement(in: Self.debian)
+    }
+
+    @Test(.enabled(if: Prerequisite.neovim.shouldRun)) func cancellingMidSearchStopsTheDaemonsSearch() async throws {
+        try Prerequisite.neovim.require()
+        try await cancel(in: Self.debian)
+    }
+
+    @Test(.enabled(if: Prerequisite.neovim011.shouldRun)) func theCodeActionInNeovim011() async throws {
+        try Prerequisite.neovim011.require()
+        try await implement(in: Self.current)
+    }
+
+    @Test(.enabled(if: Prerequisite.neovim011.shouldRun)) func cancellingInNeovim011() async throws {
+        try Prerequisite.neovim011.require()
+        try await cancel(in: Self.current)
+    }
+
+    func implement(in nvim: String) async throws {
         let session = try Session()
         let endpoint = try await FakeEndpoint(program: Self.body)
         defer { endpoint.stop() }
         let (status, output, result) = try await session.neovim(
-            "implement_test", settings: ["method": "greedy", "endpoint": endpoint.url, "api": "llama", "budget_tokens": 200])
+            nvim, "implement_test", settings: ["method": "greedy", "endpoint": endpoint.url, "api": "llama", "budget_tokens": 200])
         #expect(status == 0, "\(output)\n\(result)\n\(session.log)")
         #expect(result["ok"] as? Bool == true)
+        let said = result["messages"] as? String ?? ""
+        #expect(!said.localizedCaseInsensitiveContains("deprecat") && !said.contains("Error") && said.contains("Workspace edit qcode"),
+                "Neovim's messages: \(said)")
         // What Neovim saw: the action, the progress, the answer; the file written from the buffer passes its doctests.
         let kinds = ((result["progress"] as? [[String: Any]]) ?? []).compactMap { $0["kind"] as? String }
         #expect(kinds.first == "begin" && kinds.last == "end" && kinds.contains("report"), "\(kinds)")
@@ -111,32 +135,31 @@ import TestSupport
         try await session.expectNothingLeft(result)
     }
 
-    @Test(.enabled(if: nvim.shouldRun)) func cancellingMidSearchStopsTheDaemonsSearch() async throws {
-        try Self.nvim.require()
+    func cancel(in nvim: String) async throws {
         let session = try Session()
         let endpoint = try await FakeEndpoint(program: Self.body)
         defer { endpoint.stop() }
         try endpoint.fake.set(program: Self.body, stall: true)  // every completion hangs until the search is cancelled
         let (status, output, result) = try await session.neovim(
-            "cancel_test", settings: ["method": "greedy", "endpoint": endpoint.url, "api": "llama"],
+            nvim, "cancel_test", settings: ["method": "greedy", "endpoint": endpoint.url, "api": "llama"],
             extra: ["QTEST_FAKE_LOG": endpoint.fake.log.path])
         #expect(status == 0, "\(output)\n\(result)\n\(session.log)")
         #expect((result["cancel"] as? [String: Any])?["cancelled"] as? Int == 1)
         #expect((result["after_cancel"] as? [String: Any])?["solves_running"] as? Int == 0)
         #expect(endpoint.fake.requestPids.count == 1, "the search asked the model again after it was cancelled")
-        if let ms = result["cancel_ms"] as? Double { print("NeovimTests: :QcodeCancel answered, search stopped, after \(Int(ms)) ms") }
+        if let ms = result["cancel_ms"] as? Double { print("NeovimTests (\(nvim)): :QcodeCancel answered, search stopped, after \(Int(ms)) ms") }
         try endpoint.fake.set(program: Self.body)  // let the fake's held handler go
         try await session.expectNothingLeft(result)
     }
 
     /// The slow one: the embedded 0.5B model, started by the daemon qcode lsp started.
-    @Test(.enabled(if: nvim.shouldRun && Prerequisite.smallModel.shouldRun))
+    @Test(.enabled(if: Prerequisite.neovim.shouldRun && Prerequisite.smallModel.shouldRun))
     func theCodeActionWithTheRealModel() async throws {
-        try Self.nvim.require()
+        try Prerequisite.neovim.require()
         try Prerequisite.smallModel.require()
         let session = try Session()
         let (status, output, result) = try await session.neovim(
-            "implement_test", settings: ["method": "greedy", "model": "0.5b", "budget_tokens": 300],
+            Self.debian, "implement_test", settings: ["method": "greedy", "model": "0.5b", "budget_tokens": 300],
             extra: ["QTEST_TIMEOUT_MS": "420000"], timeout: 600)
         #expect(status == 0, "\(output)\n\(result)\n\(session.log)")
         let doctest = try await runPython(["-m", "doctest", session.module.path])

@@ -63,10 +63,16 @@ public struct Prerequisite: Sendable {
             && FileManager.default.isExecutableFile(atPath: QCodeCache.serverBinary.path),
         fix: "run scripts/bootstrap")
 
-    /// Debian's Neovim, for the editor tests.
+    /// Debian's Neovim (0.7.2 on Debian 12), for the editor tests.
     public static let neovim = Prerequisite(
         name: "Neovim (nvim)", isAvailable: FileManager.default.isExecutableFile(atPath: "/usr/bin/nvim"),
         fix: "run scripts/bootstrap (it installs Debian's neovim)")
+
+    /// Current Neovim, for the editor tests' second editor.
+    public static let neovim011 = Prerequisite(
+        name: "Neovim 0.11 in \(QCodeCache.root.path)/nvim-0.11",
+        isAvailable: FileManager.default.isExecutableFile(atPath: QCodeCache.root.appendingPathComponent("nvim-0.11/bin/nvim").path),
+        fix: "run scripts/bootstrap --test-editors")
 
     public static let mbpp = Prerequisite(
         name: "MBPP data in \(mbppDir.path)",

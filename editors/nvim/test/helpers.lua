@@ -13,6 +13,8 @@ function H.env(name, default)
 end
 
 function H.write()
+  -- Everything Neovim said (deprecation warnings included), for whoever reads a failure.
+  H.result.messages = vim.fn.execute('messages')
   local f = assert(io.open(H.env('QTEST_RESULT'), 'w'))
   f:write(vim.fn.json_encode(H.result))
   f:close()
