@@ -234,7 +234,11 @@ public actor LSPServer {
         do {
             settings = try EditorSettings.parse(value)
         } catch {
-            show(.error, "qcode: \(error); the other settings stay as they were")
+            return show(.error, "qcode: \(error); the other settings stay as they were")
+        }
+        // A bad config.toml or QCODE_ variable would fail the first implement: say so now.
+        do { _ = try settings.resolve(environment: options.environment, file: options.configFile) } catch {
+            show(.error, "qcode's configuration: \(error)")
         }
     }
 

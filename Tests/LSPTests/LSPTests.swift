@@ -304,6 +304,16 @@ func implementAction(_ editor: TestEditor, line: Int = 9) async throws -> Comman
         #expect(try await editor.quit() == 0)
     }
 
+    @Test func aBrokenConfigFileIsSaidAtOnce() async throws {
+        let dir = try tempDirectory("lsp-config")
+        let file = dir.appendingPathComponent("config.toml")
+        try "slots = 4\nslotz = 8\n".write(to: file, atomically: true, encoding: .utf8)
+        let editor = try TestEditor(model: NoModel(), configFile: file)
+        try await editor.initialize()
+        try await editor.waitForMessage(containing: "qcode's configuration: \(file.path): unknown key 'slotz'")
+        #expect(try await editor.quit() == 0)
+    }
+
     @Test func settingsReachTheSearchAndTheDaemonLaunch() async throws {
         let editor = try TestEditor(model: BodyModel())
         try await editor.initialize(["method": "greedy"])
