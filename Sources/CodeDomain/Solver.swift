@@ -211,6 +211,16 @@ public struct Solver: Sendable {
                            total: verified ? verification?.total ?? task.expectedChecks : 0,
                            outcome: verification?.outcome ?? "no program",
                            verdict: report?.outcome, asserts: report?.asserts ?? [], statistics: result.statistics,
-                           trace: trace ? result.trace : nil, ledger: record)
+                           trace: trace ? Self.annotated(result, task) : nil, ledger: record)
+    }
+}
+
+extension Solver {
+    /// The trace with each judged node's whole program, so a trace of whole-program
+    /// planners (best-of-N, MCTSr) shows what was judged, not only how it was reached.
+    static func annotated(_ result: SearchResult<CodeState>, _ task: CodeTask) -> [TraceNode] {
+        var nodes = result.trace
+        for (id, state) in result.judged where nodes.indices.contains(id) { nodes[id].detail = task.program(state.program) }
+        return nodes
     }
 }

@@ -110,7 +110,7 @@ public struct MCTSr: SearchAlgorithm {
             if let reason = r.exhausted(s.budget) { return finish(reason) }
             let refined = try await domain.refine(state, following: critique, seed: seed())
             let before = r.call(refined.cost)
-            let child = try await add(refined.state, parent: chosen, label: "refined: " + Self.gist(critique.text),
+            let child = try await add(refined.state, parent: chosen, label: "refined after the critique: " + Self.gist(critique.text),
                                       tokensBefore: before)
             r.report(frontier: nodes[child].q)
             if r.satisfied { return finish(.solved) }
@@ -167,9 +167,8 @@ public struct MCTSr: SearchAlgorithm {
         }
     }
 
-    /// The critique's first line, for the trace.
+    /// The critique, shortened for the trace.
     static func gist(_ text: String) -> String {
-        let line = text.split(separator: "\n").first { !$0.trimmingCharacters(in: .whitespaces).isEmpty } ?? ""
-        return String(line.prefix(80))
+        text.count > 600 ? String(text.prefix(600)) + "…" : text
     }
 }

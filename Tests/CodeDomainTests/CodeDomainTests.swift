@@ -468,9 +468,15 @@ import TestSupport
         let model = RoleModel()
         var options = SolveOptions()
         options.method = "mctsr"
-        let result = try await Solver(model: model, verifier: ScriptedVerifier()).solve(addTask, options: options)
+        let result = try await Solver(model: model, verifier: ScriptedVerifier()).solve(addTask, options: options, trace: true)
         #expect(result.solved)
         #expect(result.program == "def add(a, b):\n    return a + b\n")
+        // The trace holds both judged programs, and its page shows them.
+        let trace = try #require(result.trace)
+        #expect(trace.compactMap(\.detail) == ["def add(a, b):\n    return a - b\n", "def add(a, b):\n    return a + b\n"])
+        #expect(trace.last?.action == "refined after the critique: The code subtracts; it should add.")
+        let page = TraceRenderer.html(title: "t", subtitle: "s", nodes: trace)
+        #expect(page.contains("<details><summary>program</summary><pre>def add(a, b):\n    return a - b\n</pre></details>"))
         let prompts = model.requests.withLock { $0.map(\.prompt) }
         // Greedy answer, its scores, the critique, the rewrite.
         #expect(prompts.count == 4)
@@ -484,6 +490,15 @@ import TestSupport
         #expect(scoring.n == SearchSettings.defaults.rewardSamples)
         #expect(scoring.prompt.contains(PromptBuilder.evaluationRequest))
         #expect(result.statistics.cost.generatedTokens == 7 * (1 + 3 + 1 + 1))
+    }
+
+    /// docs/planners.md quotes the prompts word for word.
+    @Test func theDocumentedPromptsAreTheOnesSent() throws {
+        let page = try String(contentsOf: repoRoot.appendingPathComponent("docs/planners.md"), encoding: .utf8)
+        for request in [PromptBuilder.critiqueRequest, PromptBuilder.refineRequest, PromptBuilder.evaluationRequest] {
+            let quoted = request.split(separator: "\n", omittingEmptySubsequences: false).map { "> " + $0 }.joined(separator: "\n")
+            #expect(page.contains(quoted), "docs/planners.md does not quote: \(request)")
+        }
     }
 
     @Test func aPlainPromptStyleSaysMCTSrNeedsAConversation() async throws {

@@ -596,8 +596,9 @@ func jailLaunchers() -> Set<Int32> {
         let solve = Task { try await client.solve("greedy") }
         try await fake.waitForRequests(1)
         let first = fake.requestPids[0]
-        try fake.set(stall: false)
+        // Killed before it may answer: lifting the stall first would let it answer, under load, before the kill.
         kill(first, SIGKILL)
+        try fake.set(stall: false)
         let result = try await within(120, "the solve") { try await solve.value }
         #expect(result["program"]?.stringValue?.contains("return a + b") == true)
         #expect(fake.requestPids.count == 2 && fake.requestPids[1] != first)

@@ -102,8 +102,8 @@ func mctsr(_ domain: RefiningDomain, budget: Int = 1000, _ change: (inout Search
         #expect(d.log.critiqued.withLock { $0.map(\.outcome) } == ["failed", "failed"])
         // The answer came from refining v1, which came from refining v0.
         let node = r.trace[r.bestNode!]
-        #expect(r.trace[node.parent!].action.hasPrefix("refined: fix v0"))
-        #expect(node.action == "refined: fix v1")
+        #expect(r.trace[node.parent!].action.hasPrefix("refined after the critique: fix v0"))
+        #expect(node.action == "refined after the critique: fix v1")
     }
 
     @Test func aPassingGreedyAnswerEndsTheSearchAtGreedysCost() async throws {
@@ -129,7 +129,7 @@ func mctsr(_ domain: RefiningDomain, budget: Int = 1000, _ change: (inout Search
         let r = try await mctsr(d, budget: 60) { $0.rewardSamples = 0 }
         #expect(d.log.evaluated.withLock { $0.isEmpty })
         #expect(r.trace.first { $0.action == "greedy answer" }?.h == 30)
-        #expect(r.trace.first { $0.action == "refined: fix v0" }?.h == 45)
+        #expect(r.trace.first { $0.action == "refined after the critique: fix v0" }?.h == 45)
     }
 
     /// Q'(a) = ½(Q(a) + max child Q), up the tree; the trace's f is the backed-up value.
@@ -137,7 +137,7 @@ func mctsr(_ domain: RefiningDomain, budget: Int = 1000, _ change: (inout Search
         let d = RefiningDomain(refinements: ["v0": ["v1"], "v1": ["v2"]], credit: ["v0": 0.1, "v1": 0.5, "v2": 0.9])
         let r = try await mctsr(d, budget: 40) { $0.rewardSamples = 0 }
         let v0 = try #require(r.trace.first { $0.action == "greedy answer" })
-        let v1 = try #require(r.trace.first { $0.action == "refined: fix v0" })
+        let v1 = try #require(r.trace.first { $0.action == "refined after the critique: fix v0" })
         // v1 (50) refined into v2 (90): v1 → 70; v0 got v1 (10 → 30), then v1's new 70 → 50.
         #expect(v1.f == 70)
         #expect(v0.f == 50)
