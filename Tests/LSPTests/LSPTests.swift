@@ -330,3 +330,72 @@ func implementAction(_ editor: TestEditor, line: Int = 9) async throws -> Comman
         #expect(try await editor.quit() == 0)
     }
 }
+
+/// docs/editors.md is what users copy from: its settings must be settings qcode
+/// takes, its table must list every option the Neovim plugin has, and the
+/// messages it quotes must be the ones qcode sends.
+@Suite struct EditorDocsTests {
+    let page: String
+    init() throws { page = try String(contentsOf: repoRoot.appendingPathComponent("docs/editors.md"), encoding: .utf8) }
+
+    /// Runs of whitespace as one space: the page wraps its quotes.
+    static func flat(_ s: String) -> String {
+        s.split(whereSeparator: { $0 == " " || $0 == "\n" }).joined(separator: " ")
+    }
+
+    @Test func everySettingsExampleIsValid() throws {
+        var examples: [JSONValue] = []
+        for block in page.components(separatedBy: "```json\n").dropFirst() {
+            let json = try #require(block.components(separatedBy: "\n```").first)
+            let value = try #require(try? JSONDecoder().decode(JSONValue.self, from: Data(json.utf8)), "not JSON: \(json)")
+            examples.append(value["glspc.server.initializationOptions"] ?? value)
+        }
+        // Helix's inline table, `config = { method = "qstar", budget_tokens = 1500 }`, as JSON.
+        let server = try #require(page.components(separatedBy: "[language-server.qcode]").dropFirst().first)
+        let helix = try #require(server.components(separatedBy: "\nconfig = ").dropFirst().first?.components(separatedBy: "\n").first)
+        let helixJSON = helix.replacingOccurrences(of: #"(\w+) = "#, with: "\"$1\": ", options: .regularExpression)
+        examples.append(try #require(try? JSONDecoder().decode(JSONValue.self, from: Data(helixJSON.utf8)), "not JSON: \(helixJSON)"))
+        #expect(examples.count == 3, "the examples found: \(examples)")
+        for example in examples {
+            guard case .object(let keys) = example, !keys.isEmpty else { Issue.record("not a settings object: \(example)"); continue }
+            #expect(throws: Never.self, "\(example)") { try EditorSettings.parse(example) }
+        }
+    }
+
+    @Test func thePluginOptionsTableListsEveryOption() throws {
+        let plugin = try String(contentsOf: repoRoot.appendingPathComponent("editors/nvim/lua/qcode/init.lua"), encoding: .utf8)
+        let defaults = try #require(plugin.components(separatedBy: "M.defaults = {\n").dropFirst().first?.components(separatedBy: "\n}\n").first)
+        let options = defaults.split(separator: "\n").compactMap { line -> String? in
+            guard line.hasPrefix("  "), !line.hasPrefix("   "), let eq = line.range(of: " = ") else { return nil }
+            return String(line[line.index(line.startIndex, offsetBy: 2)..<eq.lowerBound])
+        }
+        #expect(options.count >= 6, "\(options)")
+        for option in options {
+            let described = page.contains("| `\(option)` |")
+            #expect(described, "docs/editors.md does not describe the plugin option '\(option)'")
+        }
+    }
+
+    @Test func theQuotedMessagesAreQcodes() throws {
+        let page = Self.flat(page)
+        let missing = PolicyError.modelMissing("M", fix: "QCODE_MODEL=1.5b scripts/bootstrap").description
+        let fix = try #require(missing.components(separatedBy: "M not found").last)
+        let documented = page.contains("not found" + fix + " (`qcode doctor` checks every part qcode needs)")
+        #expect(documented, "docs/editors.md does not quote the missing model's message: \(missing)")
+        // The rest as qcode's sources and the plugin write them.
+        var sources = ""
+        for file in ["Sources/LSP/Server.swift", "Sources/LSP/DaemonLink.swift", "Sources/Daemon/Launcher.swift",
+                     "editors/nvim/lua/qcode/init.lua"] {
+            sources += try String(contentsOf: repoRoot.appendingPathComponent(file), encoding: .utf8)
+        }
+        for quote in ["Implement with qcode", "Cancel qcode (implementing ", "qcode cannot reach its daemon: ",
+                      "run `qcode serve` in a terminal to watch it start, ", "or run `qcode doctor`",
+                      "the first search also loads the model", "connecting to the qcode daemon", ", UNVERIFIED: no tests found",
+                      "no function stub under the cursor", "is not running for this buffer", " (:QcodeCancel stops it)",
+                      "keeps the LLM it started with"] {
+            let documented = page.contains(quote), said = sources.contains(quote)
+            #expect(documented, "docs/editors.md does not say: \(quote)")
+            #expect(said, "qcode no longer says: \(quote) (docs/editors.md quotes it)")
+        }
+    }
+}
