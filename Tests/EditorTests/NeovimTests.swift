@@ -88,6 +88,8 @@ import TestSupport
             #expect(processes.contains(Int32(daemon)), "the daemon qcode lsp started is this session's")
             _ = try await run(NeovimTests.qcodeBinary, ["stop", "--socket", socket])
             try await eventually("every process of the session to end") { processes.isEmpty }
+            // Its folder (module, daemon log, result) is kept only when the test failed before here.
+            try? FileManager.default.removeItem(at: dir)
         }
     }
 

@@ -50,6 +50,15 @@ H.run(function()
   H.result.standard_progress_events = H.standard_progress
   H.check(kinds[1] == 'begin' and kinds[#kinds] == 'end', 'progress out of order: ' .. vim.inspect(kinds))
   H.check(vim.tbl_contains(kinds, 'report'), 'no progress report: ' .. vim.inspect(kinds))
+  -- Not only qcode's own stages ("connecting …"): the daemon's search said what it was doing.
+  local searched = false
+  for _, p in ipairs(qcode.state.history) do
+    local m = p.message or ''
+    if p.kind == 'report' and m:find(' tried', 1, true) and m:find(' tokens', 1, true) then
+      searched = true
+    end
+  end
+  H.check(searched, 'no report of the search (programs tried, tokens): ' .. vim.inspect(qcode.state.history))
   H.check(H.standard_progress >= #kinds, 'Neovim progress events: ' .. H.standard_progress)
   H.check(qcode.status() == '', 'the statusline still shows a search: ' .. qcode.status())
 end)
