@@ -476,13 +476,14 @@ public actor LSPServer {
             await nextChange(uri, atMost: 1)
         }
         answer["applied"] = true
+        // Messages before the end, as everywhere: a client can take the end as "qcode has said all it will".
         if result.verified {
-            progress.end("implemented \(name): passes \(result.passed)/\(result.total) tests\(tests)")
             if progress.token == nil { show(.info, "qcode implemented \(name): passes \(result.passed)/\(result.total) tests\(tests)") }
+            progress.end("implemented \(name): passes \(result.passed)/\(result.total) tests\(tests)")
         } else {
-            progress.end("implemented \(name), UNVERIFIED: no tests found")
             show(.warning, "qcode wrote \(name), but found no tests, so nothing ran it: the program is unverified. Add `>>>` examples "
                  + "to its docstring, or test_\(stub.module ?? "MODULE").py beside the module, and qcode will check what it writes")
+            progress.end("implemented \(name), UNVERIFIED: no tests found")
         }
         return .object(answer)
     }

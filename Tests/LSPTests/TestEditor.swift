@@ -136,9 +136,26 @@ final class TestEditor: Sendable {
         return try LSPCoding.decode(try await rpc.request(LSPMethod.codeAction, LSPCoding.value(params)), as: [LSPCodeAction].self)
     }
 
+    /// Implements answered so far: each has sent its progress end.
+    private let implementsAnswered = Atomic<Int>(0)
+
+    /// The command's answer. For an implement, also everything the server sent
+    /// before it: responses overtake the notifications still queued for
+    /// `receive`, and the server's last notification of an implement is its
+    /// progress end, so this waits for that.
     func execute(_ command: Command, id: RequestID? = nil) async throws -> JSONValue {
-        try await rpc.request(LSPMethod.executeCommand,
-                              LSPCoding.value(ExecuteCommandParams(command: command.command, arguments: command.arguments)), id: id)
+        let answer: Result<JSONValue, any Error>
+        do {
+            answer = .success(try await rpc.request(
+                LSPMethod.executeCommand, LSPCoding.value(ExecuteCommandParams(command: command.command, arguments: command.arguments)), id: id))
+        } catch {
+            answer = .failure(error)
+        }
+        if command.command == LSPCommand.implement {
+            let n = implementsAnswered.add(1, ordering: .sequentiallyConsistent).newValue
+            try await eventually("the progress end of implement \(n)") { self.progress().filter { $0.kind == .end }.count >= n }
+        }
+        return try answer.get()
     }
 
     // MARK: What the user sees
