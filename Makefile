@@ -10,9 +10,10 @@ bootstrap:
 	@scripts/bootstrap
 
 # The real-model tests run the 0.5B model (fast enough for CI); the product
-# default is the 1.5B (`make demo`, `qcode solve`).
+# default is the 1.5B (`make demo`, `qcode solve`). The editor tests run the
+# Neovim plugin in Debian's Neovim (0.7.2) and in Neovim 0.11 (--test-editors).
 bootstrap-test:
-	@QCODE_MODEL=0.5b scripts/bootstrap
+	@QCODE_MODEL=0.5b scripts/bootstrap --test-editors
 
 build: bootstrap
 	$(SWIFT) build -c release

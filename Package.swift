@@ -51,8 +51,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
+        // The LSP server editors start (`qcode lsp`): documents, code actions, progress, edits; solves go to the daemon.
+        .target(name: "LSP", dependencies: ["Basics", "RPC", "CodeDomain", "PythonSyntax", "Daemon"]),
         .executableTarget(name: "qcode", dependencies: [
-            "Basics", "QStar", "CodeDomain", "PythonSyntax", "Sandbox", "Policy", "QVM", "RPC", "Daemon",
+            "Basics", "QStar", "CodeDomain", "PythonSyntax", "Sandbox", "Policy", "QVM", "RPC", "Daemon", "LSP",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -68,6 +70,11 @@ let package = Package(
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "RPC", "CodeDomain", "Policy", "Sandbox", "QStar", "QVM",
                                                         "TestSupport", "qcode-jail"]),
         .testTarget(name: "QVMTests", dependencies: ["QVM", "CodeDomain", "QStar", "Policy", "Sandbox", "TestSupport"]),
+        // qcode lsp: in-process against an in-process daemon, and the built binary over stdio.
+        .testTarget(name: "LSPTests", dependencies: ["LSP", "Daemon", "RPC", "CodeDomain", "Policy", "Sandbox", "TestSupport",
+                                                     "qcode", "qcode-jail"]),
+        // The Neovim plugin (editors/nvim) in a real headless Neovim, against the built qcode.
+        .testTarget(name: "EditorTests", dependencies: ["TestSupport", "Policy", "qcode", "qcode-jail"]),
         // The qcode executable itself, run as a user runs it.
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "CodeDomain", "qcode", "qcode-jail"]),
     ],

@@ -118,17 +118,23 @@ public struct TextEdit: Sendable, Codable, Hashable {
     /// This edit applied to `text`, as an editor applies it.
     public func applied(to text: String) -> String {
         let bytes = Array(text.utf8)
-        var starts = [0]
-        for (i, b) in bytes.enumerated() where b == 0x0A { starts.append(i + 1) }
-        func offset(_ p: Position) -> Int {
-            guard p.line < starts.count else { return bytes.count }
-            let lineEnd = p.line + 1 < starts.count ? starts[p.line + 1] : bytes.count
-            let line = String(decoding: bytes[starts[p.line]..<lineEnd], as: UTF8.self)
-            let prefix = String(line.utf16.prefix(p.character)) ?? line
-            return starts[p.line] + prefix.utf8.count
-        }
-        let a = offset(range.start), z = offset(range.end)
+        let a = Self.offset(of: range.start, in: bytes), z = max(a, Self.offset(of: range.end, in: bytes))
         return String(decoding: bytes[..<a], as: UTF8.self) + newText + String(decoding: bytes[z...], as: UTF8.self)
+    }
+
+    /// The UTF-8 offset of an editor's position (0-based line, UTF-16 column) in `bytes`;
+    /// past the end of a line is its end, past the last line the end of the text.
+    public static func offset(of p: Position, in bytes: [UInt8]) -> Int {
+        var lineStart = 0, line = 0
+        while line < p.line {
+            guard let nl = bytes[lineStart...].firstIndex(of: 0x0A) else { return bytes.count }
+            lineStart = nl + 1
+            line += 1
+        }
+        let lineEnd = bytes[lineStart...].firstIndex(of: 0x0A).map { $0 + 1 } ?? bytes.count
+        let text = String(decoding: bytes[lineStart..<lineEnd], as: UTF8.self)
+        let prefix = String(text.utf16.prefix(max(0, p.character))) ?? text
+        return lineStart + prefix.utf8.count
     }
 }
 

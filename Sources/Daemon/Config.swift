@@ -181,6 +181,14 @@ public enum ConfigKey: String, CaseIterable, Sendable {
 
     public var help: String { spec.help }
 
+    /// What is wrong with `text` as this key's value (as a flag or a variable
+    /// would give it), or nil when it is good: for settings that arrive from
+    /// elsewhere (an editor's) and must be refused with the same words.
+    public func problem(with text: String) -> String? {
+        var scratch = Configuration()
+        return spec.read(&scratch, text)
+    }
+
     static func atLeast(_ min: Int) -> @Sendable (Int) -> String? { { $0 >= min ? nil : "must be at least \(min)" } }
     static func positive(_ x: Double) -> String? { x > 0 && x.isFinite ? nil : "must be a positive number" }
 

@@ -7,17 +7,20 @@ import RPC
 public enum DaemonLauncher {
     public struct LaunchError: Error, CustomStringConvertible {
         public let description: String
+        public init(description: String) { self.description = description }
     }
 
     /// A connected, initialized client; nil when no daemon runs and `serveArguments` is nil.
+    /// - Parameter otherwise: what else the user can do when no daemon starts, for the error.
     public static func connect(socket: String, serveArguments: [String]?, logFile: String,
-                               clientName: String, startTimeout: Double = 30) async throws -> RPCClient? {
+                               clientName: String, startTimeout: Double = 30,
+                               otherwise: String = "or pass --no-daemon") async throws -> RPCClient? {
         if let client = try? RPCClient(socketPath: socket) {
             try await initialize(client, clientName)
             return client
         }
         guard let serveArguments else { return nil }
-        try start(socket: socket, arguments: serveArguments, logFile: logFile)
+        try start(socket: socket, arguments: serveArguments, logFile: logFile, otherwise: otherwise)
         let deadline = Date().addingTimeInterval(startTimeout)
         while Date() < deadline {
             try await Task.sleep(for: .milliseconds(100))
@@ -26,7 +29,15 @@ public enum DaemonLauncher {
                 return client
             }
         }
-        throw LaunchError(description: "the qcode daemon did not open \(socket) within \(Int(startTimeout)) s: see \(logFile), run `qcode serve` in a terminal to watch it start, or pass --no-daemon")
+        throw LaunchError(description: "the qcode daemon did not open \(socket) within \(Int(startTimeout)) s: see \(logFile), run `qcode serve` in a terminal to watch it start, \(otherwise)")
+    }
+
+    /// The `qcode serve` flags that give a daemon these settings. `socket` and
+    /// `log_file` are the launcher's own (where it connects, where the daemon's
+    /// output goes), so they are not among them.
+    public static func serveArguments(_ settings: [ConfigKey: String]) -> [String] {
+        settings.filter { $0.key != .socket && $0.key != .logFile }
+            .sorted { $0.key.rawValue < $1.key.rawValue }.flatMap { [$0.key.flag, $0.value] }
     }
 
     /// True when a daemon answers on `socket`.
@@ -44,7 +55,7 @@ public enum DaemonLauncher {
 
     /// Starts `qcode serve` detached: its own session (so the terminal's
     /// Ctrl-C does not reach it), stdin from /dev/null, output to the log.
-    static func start(socket: String, arguments: [String], logFile: String) throws {
+    static func start(socket: String, arguments: [String], logFile: String, otherwise: String) throws {
         let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         let log = URL(fileURLWithPath: logFile)
         try? FileManager.default.createDirectory(at: log.deletingLastPathComponent(), withIntermediateDirectories: true)
@@ -66,7 +77,7 @@ public enum DaemonLauncher {
         p.standardOutput = handle
         p.standardError = handle
         do { try p.run() } catch {
-            throw LaunchError(description: "cannot start `qcode serve`: \(error.localizedDescription); pass --no-daemon to work in-process")
+            throw LaunchError(description: "cannot start `qcode serve`: \(error.localizedDescription); run `qcode doctor`, \(otherwise)")
         }
     }
 }

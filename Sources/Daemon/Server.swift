@@ -199,11 +199,11 @@ public final class DaemonServer: Sendable {
 }
 
 /// Admits at most one report per interval (the first always).
-final class ProgressThrottle: Sendable {
+public final class ProgressThrottle: Sendable {
     private let last = Mutex<ContinuousClock.Instant?>(nil)
-    let interval: Double
-    init(interval: Double) { self.interval = interval }
-    func admit() -> Bool {
+    public let interval: Double
+    public init(interval: Double) { self.interval = interval }
+    public func admit() -> Bool {
         last.withLock { last in
             let now = ContinuousClock.now
             if let l = last, (now - l).seconds < interval { return false }

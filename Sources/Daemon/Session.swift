@@ -148,7 +148,10 @@ actor Session {
     }
 }
 
-func decodeParams<T: Decodable>(_ params: JSONValue?, _ type: T.Type, _ method: String) throws -> T {
+/// `params` as `T`, or the -32602 error that names the parameter at fault:
+/// the wording every client of qcode's types sees (the daemon's methods, the
+/// LSP server's settings).
+public func decodeParams<T: Decodable>(_ params: JSONValue?, _ type: T.Type, _ method: String) throws -> T {
     func path(_ ctx: DecodingError.Context) -> String {
         ctx.codingPath.isEmpty ? "params" : ctx.codingPath.map { JSONCoding.snakeCase($0.stringValue) }.joined(separator: ".")
     }

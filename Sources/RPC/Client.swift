@@ -3,8 +3,21 @@ import Synchronization
 
 /// A JSON-RPC client over one `Connection`: the CLI's and the tests' way in.
 /// Responses are matched to requests by id; notifications go to a handler.
+///
+/// Made with `peer(_:)` it is both ends of a conversation where either side
+/// asks (an LSP server and its editor): what the other side sends that is not
+/// an answer comes out of a stream, in the order it arrived.
 public final class RPCClient: Sendable {
+    /// A message from the other side that is not an answer to one of ours.
+    public enum Incoming: Sendable {
+        case request(id: RequestID, method: String, params: JSONValue?)
+        case notification(method: String, params: JSONValue?)
+        /// A body that is not a JSON-RPC message: answer it with `failure.error` (to `failure.id`).
+        case invalid(Message.DecodingFailure)
+    }
+
     public let connection: Connection
+    private let incoming: AsyncStream<Incoming>.Continuation?
     private struct State {
         var nextID = 1
         var pending: [RequestID: CheckedContinuation<JSONValue, any Error>] = [:]
@@ -24,8 +37,20 @@ public final class RPCClient: Sendable {
         }
     }
 
-    public init(connection: Connection) {
+    public convenience init(connection: Connection) {
+        self.init(connection: connection, incoming: nil)
+    }
+
+    /// A client that also takes requests: the other side's requests and
+    /// notifications, in order; the stream ends with the connection.
+    public static func peer(_ connection: Connection) -> (RPCClient, AsyncStream<Incoming>) {
+        let (stream, continuation) = AsyncStream<Incoming>.makeStream()
+        return (RPCClient(connection: connection, incoming: continuation), stream)
+    }
+
+    private init(connection: Connection, incoming: AsyncStream<Incoming>.Continuation?) {
         self.connection = connection
+        self.incoming = incoming
         let stream = connection.bodies()
         Task.detached { [weak self] in
             var why = "end of stream"
@@ -86,8 +111,17 @@ public final class RPCClient: Sendable {
         connection.close()
     }
 
+    /// Answers a request of the other side's (a peer's).
+    public func respond(_ id: RequestID, _ result: Result<JSONValue, ResponseError>) {
+        connection.send(.response(id: id, result: result))
+    }
+
     private func receive(_ body: Data) {
-        guard case .success(let message) = Message.decode(body) else { return }
+        let message: Message
+        switch Message.decode(body) {
+        case .success(let m): message = m
+        case .failure(let f): incoming?.yield(.invalid(f)); return
+        }
         switch message {
         case .response(let id?, let result):
             let cont = state.withLock { $0.pending.removeValue(forKey: id) }
@@ -98,12 +132,16 @@ public final class RPCClient: Sendable {
         case .notification(let method, let params):
             let handler = state.withLock { $0.notificationHandler }
             handler?(method, params)
-        default:
+            incoming?.yield(.notification(method: method, params: params))
+        case .request(let id, let method, let params):
+            incoming?.yield(.request(id: id, method: method, params: params))
+        case .response(nil, _):
             break
         }
     }
 
     private func finish(_ error: any Error) {
+        incoming?.finish()
         let waiting = state.withLock { s in
             s.ended = error
             defer { s.pending = [:] }

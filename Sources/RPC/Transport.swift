@@ -4,19 +4,26 @@ import Synchronization
 import Glibc
 #endif
 
-/// A framed JSON-RPC connection over a stream socket file descriptor.
+/// A framed JSON-RPC connection over a stream socket, or over a pair of pipes
+/// (an LSP server's stdin and stdout).
 ///
 /// Reads block on a dedicated thread (one per connection; cheap at the scale
 /// of a few hundred clients) so a slow or silent peer never holds a thread of
 /// Swift's small cooperative pool. Writes go through a serial queue, in order,
-/// with a send timeout so a peer that stops reading is dropped rather than
-/// stalling the daemon.
+/// with a send timeout on sockets so a peer that stops reading is dropped
+/// rather than stalling the daemon.
 public final class Connection: Sendable {
+    /// The descriptor read from (the socket itself, or the input pipe).
     public let fd: Int32
+    /// The descriptor written to: `fd` for a socket.
+    private let output: Int32
+    private let isSocket: Bool
     public let maxFrame: Int
     private struct State {
         var closed = false
         var fdReleased = false
+        /// A pipe connection's output, closed by `close()` while its reader still runs.
+        var outputClosed = false
         var readerStarted = false
     }
     private let state = Mutex(State())
@@ -24,14 +31,35 @@ public final class Connection: Sendable {
 
     public init(fd: Int32, maxFrame: Int = FrameParser.defaultMaxFrame, sendTimeout: Double = 10) {
         self.fd = fd
+        self.output = fd
+        self.isSocket = true
         self.maxFrame = maxFrame
         self.writeQueue = DispatchQueue(label: "qcode.rpc.write.\(fd)")
         var tv = timeval(tv_sec: Int(sendTimeout), tv_usec: Int((sendTimeout - sendTimeout.rounded(.down)) * 1e6))
         _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 
+    /// Frames read from `input` and written to `output`, two pipes (or a
+    /// terminal): an LSP server's stdin and stdout. Writes block until the
+    /// peer reads (there is no send timeout on a pipe); a peer that goes away
+    /// fails them with EPIPE, so the process must ignore SIGPIPE.
+    public init(input: Int32, output: Int32, maxFrame: Int = FrameParser.defaultMaxFrame) {
+        self.fd = input
+        self.output = output
+        self.isSocket = false
+        self.maxFrame = maxFrame
+        self.writeQueue = DispatchQueue(label: "qcode.rpc.write.\(input)-\(output)")
+    }
+
     deinit {
-        if !state.withLock({ $0.fdReleased }) { _ = Glibc.close(fd) }
+        let s = state.withLock { $0 }
+        if !s.fdReleased { releaseDescriptors(s) }
+    }
+
+    /// Closes what this connection owns and has not closed yet.
+    private func releaseDescriptors(_ s: State) {
+        _ = Glibc.close(fd)
+        if output != fd, !s.outputClosed { _ = Glibc.close(output) }
     }
 
     public var isClosed: Bool { state.withLock { $0.closed } }
@@ -66,7 +94,7 @@ public final class Connection: Sendable {
             // Let queued writes (e.g. the error answering a bad frame) go out first.
             writeQueue.async { [self] in
                 state.withLock {
-                    if !$0.fdReleased { $0.fdReleased = true; _ = Glibc.close(fd) }
+                    if !$0.fdReleased { $0.fdReleased = true; releaseDescriptors($0) }
                 }
             }
         }
@@ -83,7 +111,7 @@ public final class Connection: Sendable {
     /// Queues raw bytes (tests use it to send malformed frames).
     public func sendRaw(_ bytes: Data) {
         writeQueue.async { [self] in
-            guard !state.withLock({ $0.fdReleased }) else { return }
+            guard !state.withLock({ $0.fdReleased || $0.outputClosed }) else { return }
             if writeAll(bytes) { close() }
         }
     }
@@ -103,8 +131,14 @@ public final class Connection: Sendable {
         writeQueue.async { [self] in
             state.withLock {
                 guard !$0.fdReleased else { return }
-                _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
-                if !$0.readerStarted { $0.fdReleased = true; _ = Glibc.close(fd) }
+                if isSocket {
+                    _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
+                } else if output != fd, $0.readerStarted {
+                    // The peer sees EOF on our output; the reader stops at its own EOF (or with the process).
+                    _ = Glibc.close(output)
+                    $0.outputClosed = true
+                }
+                if !$0.readerStarted { $0.fdReleased = true; releaseDescriptors($0) }
             }
         }
     }
@@ -114,7 +148,8 @@ public final class Connection: Sendable {
         data.withUnsafeBytes { raw -> Bool in
             var off = 0
             while off < raw.count {
-                let n = Glibc.send(fd, raw.baseAddress! + off, raw.count - off, Int32(MSG_NOSIGNAL))
+                let n = isSocket ? Glibc.send(fd, raw.baseAddress! + off, raw.count - off, Int32(MSG_NOSIGNAL))
+                                 : Glibc.write(output, raw.baseAddress! + off, raw.count - off)
                 if n < 0 && errno == EINTR { continue }
                 if n <= 0 { return true }
                 off += n

@@ -56,7 +56,7 @@ struct LLMOptions: ParsableArguments {
 
     /// The same options for a `qcode serve` started in the background.
     var serveArguments: [String] {
-        configFlags.sorted { $0.key.rawValue < $1.key.rawValue }.flatMap { [$0.key.flag, $0.value] } + (noN ? ["--no-n"] : [])
+        DaemonLauncher.serveArguments(configFlags) + (noN ? ["--no-n"] : [])
     }
 }
 

@@ -9,7 +9,7 @@ struct QCode: AsyncParsableCommand {
         discussion: "Exit status: 0 success; 1 a negative answer (a program that fails its tests, a broken syntax verdict); "
             + "2 an error (bad input, configuration, an unreachable LLM, a crash); 64 a usage error.",
         subcommands: [Solve.self, Bench.self, Check.self, TestCommand.self, Sample.self, Doctor.self,
-                      Rollouts.self, TrainQVM.self, Serve.self, Status.self, Stop.self, Config.self])
+                      Rollouts.self, TrainQVM.self, Serve.self, Status.self, Stop.self, Config.self, LSPServe.self])
 
     /// Argument errors keep ArgumentParser's usage output; every other error
     /// is one line on stderr and exit status 2, so scripts (and `make demo`)

@@ -5,44 +5,6 @@ import Testing
 import TestSupport
 @testable import qcode
 
-/// A fake llama-server listening on its own port: an `--endpoint` for the CLI.
-struct FakeEndpoint {
-    let fake: FakeLlamaServer
-    let process: Process
-    let url: String
-
-    init(program: String = "def add(a, b):\n    return a + b\n") async throws {
-        fake = try FakeLlamaServer(program: program)
-        let port = Int.random(in: 20000...60000)
-        process = Process()
-        process.executableURL = FakeLlamaServer.binary
-        process.arguments = ["-m", fake.script.path, "--host", "127.0.0.1", "--port", String(port)]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        url = "http://127.0.0.1:\(port)"
-        let health = url + "/health"
-        try await eventually("the fake endpoint to listen") {
-            (try? await run("/usr/bin/curl", ["-sf", health]).status) == 0
-        }
-    }
-
-    /// SIGKILL: the test process may run with SIGTERM ignored (a command under test sets that
-    /// while its embedded server runs), and children inherit it, so `terminate()` left fakes behind.
-    func stop() {
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-    }
-
-    /// `max_tokens` of each request it received, in order.
-    var maxTokens: [Int] {
-        guard let text = try? String(contentsOf: fake.log, encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").compactMap {
-            (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["max_tokens"] as? Int
-        }
-    }
-}
-
 /// Runs the built `qcode` as a user would, with a private config and socket.
 func qcode(_ arguments: [String], environment extra: [String: String] = [:]) async throws -> (status: Int32, output: String) {
     try await run(qcodeBinary, arguments, environment: try qcodeEnvironment(extra), currentDirectory: repoRoot)

@@ -63,6 +63,17 @@ public struct Prerequisite: Sendable {
             && FileManager.default.isExecutableFile(atPath: QCodeCache.serverBinary.path),
         fix: "run scripts/bootstrap")
 
+    /// Debian's Neovim (0.7.2 on Debian 12), for the editor tests.
+    public static let neovim = Prerequisite(
+        name: "Neovim (nvim)", isAvailable: FileManager.default.isExecutableFile(atPath: "/usr/bin/nvim"),
+        fix: "run scripts/bootstrap (it installs Debian's neovim)")
+
+    /// Current Neovim, for the editor tests' second editor.
+    public static let neovim011 = Prerequisite(
+        name: "Neovim 0.11 in \(QCodeCache.root.path)/nvim-0.11",
+        isAvailable: FileManager.default.isExecutableFile(atPath: QCodeCache.root.appendingPathComponent("nvim-0.11/bin/nvim").path),
+        fix: "run scripts/bootstrap --test-editors")
+
     public static let mbpp = Prerequisite(
         name: "MBPP data in \(mbppDir.path)",
         isAvailable: FileManager.default.fileExists(atPath: mbppDir.appendingPathComponent("validation.jsonl").path),
@@ -312,6 +323,44 @@ public struct FakeLlamaServer: Sendable {
 
     public func waitForRequests(_ n: Int) async throws {
         try await eventually("\(n) request(s) at the fake llama-server") { requestPids.count >= n }
+    }
+}
+
+/// A fake llama-server listening on its own port: an `--endpoint` for the CLI.
+public struct FakeEndpoint {
+    public let fake: FakeLlamaServer
+    public let process: Process
+    public let url: String
+
+    public init(program: String = "def add(a, b):\n    return a + b\n") async throws {
+        fake = try FakeLlamaServer(program: program)
+        let port = Int.random(in: 20000...60000)
+        process = Process()
+        process.executableURL = FakeLlamaServer.binary
+        process.arguments = ["-m", fake.script.path, "--host", "127.0.0.1", "--port", String(port)]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        url = "http://127.0.0.1:\(port)"
+        let health = url + "/health"
+        try await eventually("the fake endpoint to listen") {
+            (try? await run("/usr/bin/curl", ["-sf", health]).status) == 0
+        }
+    }
+
+    /// SIGKILL: the test process may run with SIGTERM ignored (a command under test sets that
+    /// while its embedded server runs), and children inherit it, so `terminate()` left fakes behind.
+    public func stop() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// `max_tokens` of each request it received, in order.
+    public var maxTokens: [Int] {
+        guard let text = try? String(contentsOf: fake.log, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["max_tokens"] as? Int
+        }
     }
 }
 
