@@ -55,6 +55,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -227,15 +228,22 @@ __attribute__((noreturn)) static void job_init(const struct zjob *zj, const int 
   do r = read(fds[ZFD_GO], &go, 1); while (r < 0 && errno == EINTR);
   if (r != 1) _exit(EXIT_SETUP); /* the server gave up on this job */
   close(fds[ZFD_GO]);
+  /* The slot's /tmp and /proc are replaced, not covered, so the job's mount
+   * table is a cold run's. A new proc may only be mounted while one is
+   * visible (the kernel's rule for user namespaces): mount it aside, then
+   * move it into place. */
   char data[96];
   snprintf(data, sizeof data, "size=%ld,mode=1777,nr_inodes=4096", zj->tmpfs);
-  if (mount("qcode-tmp", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, data) < 0) {
-    send_msg(st_w, MSG_SETUP_ERR, errno, 0, "tmpfs /tmp: %s", strerror(errno));
-    _exit(EXIT_SETUP);
-  }
-  if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2") < 0 &&
-      mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) {
-    send_msg(st_w, MSG_SETUP_ERR, errno, 0, "proc: %s", strerror(errno));
+  const char *step = "detach the slot's /tmp";
+  if (umount2("/tmp", MNT_DETACH) < 0 ||
+      (step = "tmpfs /tmp", mount("qcode-tmp", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, data) < 0) ||
+      (step = "mkdir /tmp/.proc", mkdir("/tmp/.proc", 0700) < 0) ||
+      (step = "proc", mount("proc", "/tmp/.proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2") < 0 &&
+                          mount("proc", "/tmp/.proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) ||
+      (step = "detach the slot's /proc", umount2("/proc", MNT_DETACH) < 0) ||
+      (step = "move /proc", mount("/tmp/.proc", "/proc", NULL, MS_MOVE, NULL) < 0) ||
+      (step = "rmdir /tmp/.proc", rmdir("/tmp/.proc") < 0)) {
+    send_msg(st_w, MSG_SETUP_ERR, errno, 0, "%s: %s", step, strerror(errno));
     _exit(EXIT_SETUP);
   }
   setsid();

@@ -155,7 +155,7 @@ public final class DaemonServer: Sendable {
             solvesRunning: running, solvesWaiting: waiting, tokens: usage, llm: await components.health(),
             caches: .init(jailRuns: jail.runs, jailCacheHits: jail.cacheHits,
                           jailHitRate: jail.runs + jail.cacheHits == 0 ? 0 : Double(jail.cacheHits) / Double(jail.runs + jail.cacheHits),
-                          llmPromptCacheShare: usage.cacheShare))
+                          llmPromptCacheShare: usage.cacheShare, jailWarmRuns: jail.warmRuns, jailPool: components.jailPool))
     }
 
     func solve(_ p: SolveParams, id: RequestID, session: Int, connection: Connection) async throws -> SolveResult {
