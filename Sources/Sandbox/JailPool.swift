@@ -37,6 +37,8 @@ public final class JailPool: Sendable {
     public let slots: Int
     let template: Jail
     let gate: FairGate
+    /// Tests only: the shared library to embed instead of the interpreter's own.
+    let library: String?
 
     private struct Inner {
         var state: State = .off
@@ -51,10 +53,15 @@ public final class JailPool: Sendable {
     ///   - jail: where the launcher and the interpreter are (its limits do not matter:
     ///     each job brings its own).
     ///   - slots: jails kept warm, and so programs run at once.
-    public init(jail: Jail, slots: Int = ProcessInfo.processInfo.activeProcessorCount) {
+    public convenience init(jail: Jail, slots: Int = ProcessInfo.processInfo.activeProcessorCount) {
+        self.init(jail: jail, slots: slots, library: nil)
+    }
+
+    init(jail: Jail, slots: Int, library: String?) {
         self.template = jail
         self.slots = max(1, min(16, slots))
         self.gate = FairGate(capacity: self.slots)
+        self.library = library
     }
 
     deinit {
@@ -62,6 +69,9 @@ public final class JailPool: Sendable {
     }
 
     public var state: State { inner.withLock { $0.state } }
+
+    /// The server process, while there is one (tests look for its zygotes).
+    var serverPID: pid_t? { inner.withLock { $0.server?.pid } }
 
     /// Starts the pool in the background (no-op once started).
     public func warm() {
@@ -114,7 +124,8 @@ public final class JailPool: Sendable {
     private func launch() async {
         let result: Result<PoolServer, Error>
         do {
-            let code = try await HarnessCache.shared.compiled(for: template)
+            var code = try await HarnessCache.shared.compiled(for: template)
+            if let library { code.library = library }
             guard !code.library.isEmpty else {
                 throw PoolError("\(template.interpreter) has no shared library (libpython); install the package that "
                                 + "provides it (Debian: libpython3-dev) for warm jails")

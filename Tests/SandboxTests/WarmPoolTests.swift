@@ -37,3 +37,362 @@ struct WarmPoolTests {
         #expect(warm.wallMs > 0 && warm.cpuMs > 0)
     }
 }
+
+/// Pids whose parent is `parent` (a pool server's children are its zygotes).
+func children(of parent: pid_t) -> Set<pid_t> {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    var found = Set<pid_t>()
+    for e in entries {
+        guard let pid = pid_t(e), let stat = try? String(contentsOfFile: "/proc/\(e)/stat", encoding: .utf8),
+              let fields = stat.split(separator: ")").last?.split(separator: " "), fields.count > 2,
+              fields[0] != "Z", pid_t(fields[1]) == parent else { continue }
+        found.insert(pid)
+    }
+    return found
+}
+
+/// Everything a job can observe of the state it starts in, printed: two jobs
+/// that start alike print the same text. Addresses (`id`) of builtins and of
+/// preloaded modules' attributes are the zygote's own, so a job that reached
+/// the zygote's memory would change them for every job after it.
+let inspector = """
+import os, sys, gc, signal, resource, threading, builtins, re, math, cmath, collections, functools, heapq, itertools
+import operator, string, copy, types, typing, posixpath, warnings, bisect, traceback
+fp = {}
+fp['env'] = sorted(os.environ.items())
+fp['cwd'] = os.getcwd()
+u = os.umask(0o22)
+os.umask(u)
+fp['umask'] = u
+fp['tmp'] = sorted(os.listdir('/tmp'))
+fp['proc'] = sorted(p for p in os.listdir('/proc') if p.isdigit())
+fp['fds'] = sorted(os.listdir('/proc/self/fd'))
+fp['ids'] = (os.getpid(), os.getppid(), os.getuid(), os.getgid(), os.getgroups(), os.uname().nodename)
+fp['limits'] = [resource.getrlimit(getattr(resource, n)) for n in ('RLIMIT_NOFILE', 'RLIMIT_NPROC', 'RLIMIT_AS', 'RLIMIT_CPU',
+                                                                    'RLIMIT_FSIZE', 'RLIMIT_STACK', 'RLIMIT_CORE')]
+fp['signals'] = [(int(s), str(signal.getsignal(s))) for s in sorted(signal.valid_signals())
+                 if s not in (signal.SIGKILL, signal.SIGSTOP) and s < 32]
+fp['blocked'] = sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+fp['interpreter'] = (sys.getrecursionlimit(), gc.isenabled(), gc.get_threshold(), sys.getswitchinterval(),
+                     sys.get_int_max_str_digits(), sys.flags, sys.argv, sys.path, sys.getdefaultencoding())
+fp['modules'] = sorted(sys.modules)
+fp['builtins'] = sorted((k, id(v)) for k, v in vars(builtins).items())
+fp['attrs'] = [(m.__name__, sorted((k, id(v)) for k, v in vars(m).items()))
+               for m in (re, math, cmath, collections, functools, heapq, itertools, operator, string, copy, types, typing,
+                         posixpath, bisect, traceback)]
+fp['main'] = sorted((k, type(v).__name__) for k, v in vars(sys.modules['__main__']).items())
+fp['hooks'] = (sys.excepthook is sys.__excepthook__, sys.displayhook is sys.__displayhook__, threading.excepthook.__name__)
+fp['stdio'] = [(type(f).__name__, f.encoding, f.errors, f.fileno(), f.line_buffering) for f in (sys.stdout, sys.stderr)]
+fp['warnings'] = [repr(f) for f in warnings.filters]
+fp['threads'] = threading.active_count()
+# The thread and /tmp budgets are whole: nothing of an earlier job holds part of them.
+ts = [threading.Thread(target=lambda: None) for _ in range(40)]
+for t in ts: t.start()
+for t in ts: t.join()
+with open('/tmp/probe', 'wb') as f:
+    f.write(b'x' * (12 << 20))
+os.remove('/tmp/probe')
+fp['budgets'] = 'whole'
+print(repr(fp))
+"""
+
+/// Jobs that try to leave something for the next job, each aimed at one thing
+/// a warm job shares with the jobs after it: the zygote it was forked from, the
+/// slot's namespaces, the processes, files and limits around it.
+let leftovers: [(name: String, program: String, guards: Bool)] = [
+    ("files in /tmp and the work dir, cwd and umask", """
+        import os
+        open('/tmp/left-behind', 'w').write('x')
+        os.makedirs('/tmp/d/e', exist_ok=True)
+        os.symlink('/tmp/left-behind', '/tmp/link')
+        os.chdir('/tmp/d')
+        os.umask(0)
+        """, true),
+    ("environment", """
+        import os
+        os.environ['QCODE_LEAK'] = '1'
+        os.putenv('QCODE_LEAK2', '1')
+        os.environ['PATH'] = '/tmp'
+        del os.environ['HOME']
+        """, true),
+    ("builtins, sys and the preloaded modules monkeypatched", """
+        import builtins, sys, re, math, collections, types, typing, posixpath, functools, gc, warnings
+        builtins.len = lambda x: 0
+        builtins.print = None
+        re.compile = None
+        math.pi = 3
+        collections.Counter = dict
+        types.FunctionType = int
+        typing.List = None
+        posixpath.join = None
+        functools.reduce = None
+        sys.modules['heapq'] = None
+        sys.path.insert(0, '/tmp')
+        sys.setrecursionlimit(60)
+        sys.setswitchinterval(1.0)
+        sys.set_int_max_str_digits(640)
+        sys.excepthook = lambda *a: None
+        gc.disable()
+        gc.set_threshold(1)
+        warnings.simplefilter('error')
+        """, true),
+    ("the harness's own module", """
+        import sys
+        main = sys.modules['__main__']
+        for name in list(vars(main)):
+            if not name.startswith('__'):
+                setattr(main, name, None)
+        """, true),
+    ("signal dispositions and the signal mask", """
+        import signal
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGXCPU, signal.SIGUSR1):
+            signal.signal(s, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGXCPU, signal.SIGALRM])
+        """, true),
+    ("signals to the zygote, its job init and everyone", """
+        import os, signal
+        got = []
+        for target in (os.getppid(), 1, 0, -1, 2, 3):
+            try:
+                os.kill(target, signal.SIGKILL)
+                got.append(target)
+            except OSError:
+                pass
+        """, true),
+    ("threads that outlive the tests, a fork, a new session", """
+        import os, threading, time
+        def late():
+            time.sleep(0.4)
+            open('/tmp/late', 'w').write('x')
+            print('LATE OUTPUT')
+        for _ in range(20):
+            threading.Thread(target=late).start()
+        for call in (os.fork, os.setsid, lambda: os.setpgid(0, 0)):
+            try:
+                call()
+            except OSError:
+                pass
+        """, true),
+    ("its inherited fds written over and closed", """
+        import os
+        for fd in range(0, 64):
+            for data in (b'1\\nVT', b'{"nonce":"x","kind":"done"}\\n', b'garbage' * 100):
+                try:
+                    os.write(fd, data)
+                except OSError:
+                    pass
+        def add(a, b):
+            return a + b
+        for fd in range(3, 64):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        """, true),
+    ("lowered limits, threads and /tmp exhausted", """
+        import os, resource, threading, time
+        n = 0
+        try:
+            while True:
+                threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+                n += 1
+        except RuntimeError:
+            pass
+        try:
+            with open('/tmp/fill', 'wb') as f:
+                while True:
+                    f.write(b'x' * (1 << 20))
+        except OSError:
+            pass
+        resource.setrlimit(resource.RLIMIT_NOFILE, (8, 8))
+        resource.setrlimit(resource.RLIMIT_CPU, (1, 1))
+        resource.setrlimit(resource.RLIMIT_AS, (64 << 20, 64 << 20))
+        """, true),
+    ("raw syscalls: the zygote's memory, other processes, namespaces", """
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        got = []
+        for path in ('/proc/1/mem', '/proc/%d/mem' % os.getppid(), '/proc/self/mem'):
+            try:
+                with open(path, 'r+b', 0) as f:
+                    f.seek(0x400000)
+                    f.write(b'\\xcc')
+                got.append(path)
+            except (OSError, ValueError):
+                pass
+        for call in (lambda: libc.unshare(0x20000), lambda: libc.setns(0, 0), lambda: libc.kill(0, 9),
+                     lambda: libc.syscall(424, 1, 9, 0, 0), lambda: libc.prctl(1, 0)):
+            call()
+        """, false),
+]
+
+extension WarmPoolTests {
+    /// A job leaves nothing for the next: after each attack the next job starts
+    /// exactly as the first did, in the same slot, forked from the same zygote,
+    /// which no attack killed or changed.
+    @Test func aJobLeavesNoTraceForTheNext() async throws {
+        let pool = try await readyPool(slots: 1)
+        defer { pool.shutdown() }
+        let jail = try warmJail(pool)
+        let server = try #require(pool.serverPID)
+        let zygotes = children(of: server)
+        #expect(zygotes.count == 1)
+        let check = JailJob(program: inspector, tests: "assert fp['budgets'] == 'whole'")
+        let first = try await jail.run(check)
+        #expect(first.outcome == .passed && first.path == .warm, "\(first.stderr.suffix(500))")
+        #expect(first.stdout.contains("'env': [('HOME', '/tmp')"), "\(first.stdout.prefix(300))")
+        for attack in leftovers {
+            var attacker = jail
+            attacker.guards = attack.guards
+            let r = try await attacker.run(JailJob(program: attack.program, tests: "assert True"))
+            #expect(r.path == .warm, "\(attack.name) ran cold: the pool lost it")
+            let after = try await jail.run(check)
+            #expect(after.path == .warm && after.outcome == .passed, "after \(attack.name): \(after.stderr.suffix(500))")
+            #expect(after.stdout == first.stdout, "after \(attack.name), the next job started differently:\n\(diff(first.stdout, after.stdout))")
+            #expect(!after.stdout.contains("LATE OUTPUT"))
+        }
+        #expect(children(of: server) == zygotes, "the zygote was replaced: something killed it")
+        #expect(pool.state == .ready)
+    }
+
+    /// Two jobs in a row get fresh randomness: a fork does not replay the zygote's state.
+    @Test func eachJobHasItsOwnRandomness() async throws {
+        let pool = try await readyPool(slots: 1)
+        defer { pool.shutdown() }
+        let jail = try warmJail(pool)
+        let job = JailJob(program: "import random, os\nprint(random.random(), os.urandom(8).hex())\n", tests: "assert True")
+        let a = try await jail.run(job), b = try await jail.run(job)
+        #expect(a.path == .warm && b.path == .warm)
+        #expect(!a.stdout.isEmpty && a.stdout != b.stdout)
+    }
+}
+
+/// The first line where two fingerprints differ, for the failure message.
+func diff(_ a: String, _ b: String) -> String {
+    let x = a.components(separatedBy: "), ("), y = b.components(separatedBy: "), (")
+    for (i, (p, q)) in zip(x, y).enumerated() where p != q { return "#\(i): \(p.prefix(200))\n   now: \(q.prefix(200))" }
+    return x.count == y.count ? "(same)" : "lengths \(x.count) vs \(y.count)"
+}
+
+@Suite("Warm pool faults", .serialized)
+struct WarmPoolFaultTests {
+    /// A pool that cannot start says why, and every job runs cold with its usual verdict.
+    @Test func anUnavailablePoolRunsEverythingCold() async throws {
+        let pool = JailPool(jail: try Jail(), slots: 1, library: "/nonexistent/libpython3.so")
+        let state = await pool.waitUntilSettled()
+        guard case .unavailable(let why) = state else {
+            Issue.record("expected an unavailable pool, got \(state)")
+            return
+        }
+        #expect(why.contains("/nonexistent/libpython3.so"), "\(why)")
+        let r = try await warmJail(pool).run(JailJob(program: "x = 2\n", tests: "assert x == 2\nassert x == 3"))
+        #expect(r.path == .cold && r.outcome == .failed && r.passed == 1)
+    }
+
+    /// A server killed under a job: the job is judged cold, and the pool comes back.
+    @Test func aServerKilledMidJobLosesNoJob() async throws {
+        let pool = try await readyPool(slots: 1)
+        defer { pool.shutdown() }
+        let jail = try warmJail(pool)
+        let server = try #require(pool.serverPID)
+        let job = Task { try await jail.run(JailJob(program: "import time\ntime.sleep(1)\nx = 1\n", tests: "assert x == 1")) }
+        try await eventually("the job is running in the pool") { !jailProcesses(cpuSeconds: 5).isEmpty }
+        kill(server, SIGKILL)
+        let r = try await job.value
+        #expect(r.outcome == .passed && r.path == .cold)
+        #expect(await pool.waitUntilSettled() == .ready)
+        #expect(pool.serverPID != server)
+        let again = try await jail.run(JailJob(program: "y = 1\n", tests: "assert y == 1"))
+        #expect(again.path == .warm && again.outcome == .passed)
+    }
+
+    /// Cancelling a warm job kills it at once; a set prepared with other limits
+    /// is let go when a job with other limits comes; nothing is left over.
+    @Test func cancellationKillsAWarmJob() async throws {
+        let pool = try await readyPool(slots: 1)
+        defer { pool.shutdown() }
+        let slow = try warmJail(pool, limits: JailLimits(wallSeconds: 60, cpuSeconds: 59))
+        let start = ContinuousClock.now
+        let task = Task { try await slow.run(JailJob(program: "import time\ntime.sleep(60)\n", tests: "assert True")) }
+        try await eventually("the job is running") { !jailProcesses(cpuSeconds: 59).isEmpty }
+        task.cancel()
+        let result = await task.result
+        #expect(throws: CancellationError.self) { try result.get() }
+        #expect(ContinuousClock.now - start < .seconds(10))
+        // The slot sets up its next job with the cancelled one's limits; a job with others replaces that set.
+        let r = try await warmJail(pool).run(JailJob(program: "x = 1\n", tests: "assert x == 1"))
+        #expect(r.outcome == .passed && r.path == .warm)
+        try await eventually("no process with the cancelled job's limits") { jailProcesses(cpuSeconds: 59).isEmpty }
+    }
+
+    /// A zygote killed from outside is replaced; jobs go on.
+    @Test func aKilledZygoteIsReplaced() async throws {
+        let pool = try await readyPool(slots: 1)
+        defer { pool.shutdown() }
+        let jail = try warmJail(pool)
+        let server = try #require(pool.serverPID)
+        let zygote = try #require(children(of: server).first)
+        kill(zygote, SIGKILL)
+        try await eventually("a new zygote") { let now = children(of: server); return now.count == 1 && !now.contains(zygote) }
+        var warm = false
+        for _ in 0..<50 where !warm {
+            let r = try await jail.run(JailJob(program: "x = 1\n", tests: "assert x == 1"))
+            #expect(r.outcome == .passed)
+            warm = r.path == .warm
+            if !warm { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(warm, "jobs never ran warm again")
+        #expect(pool.serverPID == server)
+    }
+
+    /// Turns at a full gate go round the lanes: a lane with three waiters does not
+    /// go before a lane that came later with one.
+    @Test func theGateTakesLanesInTurn() async throws {
+        let gate = FairGate(capacity: 1)
+        try await gate.acquire(lane: 0)
+        let log = Log()
+        var tasks: [Task<Void, Error>] = []
+        for (lane, name) in [(1, "a1"), (1, "a2"), (1, "a3"), (2, "b1")] as [(UInt64, String)] {
+            tasks.append(Task {
+                try await gate.acquire(lane: lane)
+                await log.add(name)
+                await gate.release()
+            })
+            let expected = tasks.count
+            try await eventually("\(name) waits") { await gate.queued == expected }
+        }
+        await gate.release()
+        for t in tasks { try await t.value }
+        #expect(await log.entries == ["a1", "b1", "a2", "a3"])
+    }
+
+    /// A gate of capacity 2 never has more than two holders.
+    @Test func theGateBoundsHolders() async throws {
+        let gate = FairGate(capacity: 2)
+        let count = Counter()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    try await gate.acquire(lane: 0)
+                    await count.enter()
+                    try await Task.sleep(for: .milliseconds(20))
+                    await count.leave()
+                    await gate.release()
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(await count.peak == 2)
+    }
+}
+
+actor Log {
+    var entries: [String] = []
+    func add(_ s: String) { entries.append(s) }
+}
+
+actor Counter {
+    var now = 0, peak = 0
+    func enter() { now += 1; peak = max(peak, now) }
+    func leave() { now -= 1 }
+}
