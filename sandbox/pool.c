@@ -283,6 +283,9 @@ __attribute__((noreturn)) static void zygote_main(int ctl) {
   if (setup_fs(&o, err, sizeof err) < 0) zygote_fail(ctl, "%s", err);
   sethostname("jail", 4);
   setsid();
+  /* Nothing but root of this namespace may read or trace the zygote; each job's
+   * processes make themselves dumpable again, as an exec would. */
+  prctl(PR_SET_DUMPABLE, 0);
   /* The interpreter's state is what every job starts from: Python's own
    * signal dispositions on a clean slate, and the environment a cold run's
    * interpreter sees (os.environ is read at startup). */

@@ -284,6 +284,20 @@ let layers: [HostileCase] = [
     },
     HostileCase(name: "multiprocessing", program: "import multiprocessing as m\np = m.Process(target=print)\np.start()\n",
                 tests: "assert True") { r, _ in r.outcome == .error },
+    // A warm job's processes are forks, not execs: nothing close-on-exec closes for them.
+    // A leaked status pipe to the launcher would let a program forge its own exit.
+    HostileCase(name: "the program holds the harness's fds and no other", program: """
+        import os
+        fds, kinds = [], []
+        for f in sorted(os.listdir('/proc/self/fd'), key=int):
+            try:
+                kinds.append(os.readlink('/proc/self/fd/' + f).split(':')[0])
+                fds.append(f)
+            except OSError:
+                pass  # the listing's own fd, closed by now
+        """, tests: "assert fds == ['0', '1', '2', '4', '5']\nassert kinds == ['/dev/null', 'pipe', 'pipe', 'pipe', 'pipe']") { r, _ in
+        r.outcome == .passed && r.passed == 2
+    },
     HostileCase(name: "threads work", program: """
         import threading
         out = []

@@ -396,3 +396,11 @@ actor Counter {
     func enter() { now += 1; peak = max(peak, now) }
     func leave() { now -= 1 }
 }
+
+/// One ready pool for the tests that run on both paths; it ends with the test process.
+let sharedPool = Task { try await readyPool() }
+
+/// A jail on `path`: cold, or warm in the shared pool.
+func jail(on path: JailPath, limits: JailLimits = .default) async throws -> Jail {
+    path == .cold ? try Jail(limits: limits) : try warmJail(try await sharedPool.value, limits: limits)
+}
