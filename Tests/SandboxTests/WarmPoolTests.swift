@@ -404,3 +404,26 @@ let sharedPool = Task { try await readyPool() }
 func jail(on path: JailPath, limits: JailLimits = .default) async throws -> Jail {
     path == .cold ? try Jail(limits: limits) : try warmJail(try await sharedPool.value, limits: limits)
 }
+
+extension WarmPoolFaultTests {
+    /// Runners sharing a pool share its bound, and solves (lanes) take turns: a
+    /// solve with one program is not served after all of another's eight.
+    @Test func solvesTakeTurnsAtThePool() async throws {
+        let pool = try await readyPool(slots: 1)
+        defer { pool.shutdown() }
+        let a = JailRunner(jail: try warmJail(pool)), b = JailRunner(jail: try warmJail(pool, limits: JailLimits(wallSeconds: 9)))
+        let log = Log()
+        func job(_ name: String) -> JailJob { JailJob(program: "import time\ntime.sleep(0.2)\nname = '\(name)'\n", tests: "assert True") }
+        var tasks: [Task<Void, Error>] = []
+        for name in ["a1", "a2", "a3", "a4"] {
+            tasks.append(Task { try await JailPool.$lane.withValue(1) { _ = try await a.run(job(name)) }; await log.add(name) })
+        }
+        try await eventually("a2-a4 wait") { await pool.gate.queued == 3 }
+        tasks.append(Task { try await JailPool.$lane.withValue(2) { _ = try await b.run(job("b1")) }; await log.add("b1") })
+        try await eventually("b1 waits") { await pool.gate.queued == 4 }
+        for t in tasks { try await t.value }
+        #expect(await log.entries == ["a1", "a2", "b1", "a3", "a4"])
+        let (sa, sb) = (await a.stats, await b.stats)
+        #expect(sa.warmRuns == 4 && sb.warmRuns == 1)
+    }
+}
