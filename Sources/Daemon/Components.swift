@@ -206,6 +206,7 @@ final class RunnerCache: Sendable {
 
     func runner(timeout: Double) throws -> JailRunner {
         let pool = try makePool()
+        pool?.warm() // a command that needs a jail needs it soon: its first runs go cold until the pool is ready
         return try state.withLock { s in
             if let r = s.runners[timeout] { return r }
             var limits = JailLimits.default
