@@ -28,6 +28,11 @@
  * launcher's final status is one JSON line on --status-fd (default 4;
  * stderr when that is not open).
  *
+ *   qcode-jail --serve --slots N --libpython PATH --python PATH --pyversion V [--ro DIR]...
+ *
+ * The warm pool (pool.c): jails set up once, a fresh program and judge forked
+ * per job from an interpreter that already loaded the harness.
+ *
  *   qcode-jail --tied-to-parent -- COMMAND ARGS...
  *
  * A second, unrelated job: run COMMAND (not jailed) so that it is killed
