@@ -220,9 +220,11 @@ final class RunnerCache: Sendable {
         }
     }
 
-    /// The pool, made (not started) on first use; nil without a launcher.
+    /// The pool, made (not started) on first use; nil without a launcher, or
+    /// when `QCODE_JAIL_POOL=off` asks for cold jails only.
     @discardableResult
     func makePool() throws -> JailPool? {
+        if ProcessInfo.processInfo.environment["QCODE_JAIL_POOL"] == "off" { return nil }
         if let pool = state.withLock({ $0.pool }) { return pool }
         let pool = JailPool(jail: try Jail())
         return state.withLock { s in
