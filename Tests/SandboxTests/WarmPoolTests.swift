@@ -427,3 +427,87 @@ extension WarmPoolFaultTests {
         #expect(sa.warmRuns == 4 && sb.warmRuns == 1)
     }
 }
+
+/// `qcode-jail --serve` spoken to directly, as JailPool does.
+final class ServerDriver {
+    let process = Process()
+    let input = Pipe(), output = Pipe()
+    private var buffer = Data()
+
+    init(slots: Int = 1) async throws {
+        let jail = try Jail()
+        let code = try await HarnessCache.shared.compiled(for: jail)
+        try #require(!code.library.isEmpty, "no libpython for \(jail.interpreter)")
+        process.executableURL = jail.launcher
+        process.arguments = ["--serve", "--slots", String(slots), "--libpython", code.library, "--python", jail.interpreter,
+                             "--pyversion", code.version]
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        send("S", 0, Data(Harness.zygote().utf8))
+    }
+
+    func send(_ kind: Character, _ id: Int, _ body: Data) {
+        input.fileHandleForWriting.write(Data("\(kind) \(id) \(body.count)\n".utf8) + body)
+    }
+
+    func job(_ id: Int, limits: String = "10 5 1073741824 16777216 64 64 65536 33554432", program: String, tests: String) {
+        let p = Data(program.utf8), t = Data(tests.utf8)
+        send("J", id, Data("\(limits)\n".utf8) + Data("nonce\n\(p.count) \(t.count) 0 1\n".utf8) + p + t)
+    }
+
+    /// The next frame, or nil at EOF.
+    func next() -> PoolServer.Frame? {
+        while true {
+            if let frame = PoolServer.nextFrame(&buffer) { return frame }
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { return nil }
+            buffer.append(chunk)
+        }
+    }
+}
+
+extension WarmPoolFaultTests {
+    /// The server checks every limit of a request as the cold launcher checks its flags,
+    /// answers each bad one with an error, feeds a large job in pieces, and ends at a
+    /// malformed frame (qcode then runs its jobs cold).
+    @Test func theServerRefusesBadRequests() async throws {
+        let server = try await ServerDriver()
+        defer { if server.process.isRunning { server.process.terminate() } }
+        #expect(server.next().map { "\($0.kind) \(String(decoding: $0.body, as: UTF8.self))" } == "P ready")
+        let bad = ["nan 5 1073741824 16777216 64 64 65536 33554432", "10 0 1073741824 16777216 64 64 65536 33554432",
+                   "10 5 1024 16777216 64 64 65536 33554432", "10 5 1073741824 16777216 64 2 65536 33554432",
+                   "10 5 1073741824 16777216 64 64 65536", "inf 5 1073741824 16777216 64 64 65536 33554432",
+                   "10 5 99999999999999999999 16777216 64 64 65536 33554432"]
+        for (i, limits) in bad.enumerated() {
+            server.job(i + 1, limits: limits, program: "x = 1\n", tests: "assert x == 1")
+            let reply = try #require(server.next())
+            #expect(reply.kind == "E" && reply.id == UInt64(i + 1), "\(limits) was accepted")
+            #expect(String(decoding: reply.body, as: UTF8.self).hasPrefix("bad job request"))
+        }
+        // Two megabytes of program: far more than a pipe holds, written as the judge reads.
+        let big = "# " + String(repeating: "x", count: 2 << 20) + "\nx = 1\n"
+        server.job(100, program: big, tests: "assert x == 1")
+        let reply = try #require(server.next())
+        #expect(reply.kind == "R" && reply.id == 100)
+        let out = try #require(PoolServer.output(reply.body))
+        #expect(String(decoding: out.results, as: UTF8.self).contains(#""kind":"done""#))
+        #expect(try LauncherStatus.parse(out.status, launcherStderr: Data()).path == .warm)
+        server.send("J", 101, Data("not".utf8)) // a frame, but no limits line in it
+        #expect(server.next().map { "\($0.kind) \($0.id)" } == "E 101")
+        server.input.fileHandleForWriting.write(Data("garbage without a header line".utf8) + Data(repeating: 65, count: 100))
+        #expect(server.next() == nil, "the server kept reading a broken stream")
+        server.process.waitUntilExit()
+    }
+
+    /// `--serve` needs its interpreter: without one it is a usage error, as a bad flag is.
+    @Test(arguments: [["--serve"], ["--serve", "--slots", "0", "--libpython", "/x", "--python", "/y", "--pyversion", "3"],
+                      ["--serve", "--slots", "1", "--libpython", "relative", "--python", "/y", "--pyversion", "3"],
+                      ["--serve", "--slots", "1", "--python", "/y", "--pyversion", "3"]])
+    func serveRefusesBadFlags(_ flags: [String]) async throws {
+        let launcher = try #require(Jail.locateLauncher())
+        let out = try await Spawner.run(executable: launcher.path, arguments: flags, stdin: Data(), safetyTimeout: 10,
+                                        handle: LauncherHandle())
+        #expect((out.exitStatus >> 8) & 0xff == 2, "\(flags) was accepted")
+    }
+}
