@@ -17,7 +17,8 @@ bootstrap-test:
 build: bootstrap
 	$(SWIFT) build -c release
 
-# Solve every example end to end with the embedded model and the real jail,
+# Solve every example (the task files, then the three function stubs, which
+# stay unchanged: no --write) end to end with the embedded model and the real jail,
 # through the daemon, with the default settings. `qcode solve` exits 1 when the
 # model's program fails its tests (an answer, not a crash) and 2 on an error:
 # only the latter fails the demo.
@@ -26,6 +27,12 @@ demo: build
 	  echo "=== $$task"; \
 	  $(QCODE) solve $$task $(DEMO_FLAGS); rc=$$?; \
 	  if [ $$rc -gt 1 ]; then echo "demo: qcode solve $$task crashed (exit $$rc)"; status=1; fi; \
+	  echo; \
+	done; \
+	for stub in textstats/textstats.py:top_words slugs/slugs.py:slugify deploy_config/deploy_config.py:parse_bool; do \
+	  echo "=== examples/$${stub%%:*} --function $${stub##*:}"; \
+	  $(QCODE) solve examples/$${stub%%:*} --function $${stub##*:} $(DEMO_FLAGS); rc=$$?; \
+	  if [ $$rc -gt 1 ]; then echo "demo: qcode solve examples/$${stub%%:*} crashed (exit $$rc)"; status=1; fi; \
 	  echo; \
 	done; \
 	$(QCODE) stop >/dev/null 2>&1 || true; \

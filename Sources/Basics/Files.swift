@@ -42,17 +42,14 @@ public struct FileWriteError: Error, Sendable, Equatable, CustomStringConvertibl
 /// temporary file behind. (qcode never writes its configuration; rollouts are
 /// appended instead, see `RolloutFile.append`.)
 public enum AtomicFile {
-    public static func write(_ data: Data, to url: URL) throws(FileWriteError) {
-        let path = url.path
-        let folder = url.deletingLastPathComponent().path
-        if let e = makeFolders(folder) { throw FileWriteError(path: path, code: e) }
-        let (fd, temp) = try openTemporary(in: folder, for: url.lastPathComponent, path: path)
-        var renamed = false
-        defer { if !renamed { unlink(temp) } }
-        let failure: Int32? = data.withUnsafeBytes { raw -> Int32? in
+    /// Writes all of `data` at `offset` (or the file position), retrying short
+    /// writes and EINTR, then flushes it to disk; the errno of a failure, else nil.
+    public static func writeFully(_ fd: Int32, _ data: Data, at offset: off_t? = nil) -> Int32? {
+        data.withUnsafeBytes { raw -> Int32? in
             var off = 0
             while off < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + off, raw.count - off)
+                let n = offset.map { pwrite(fd, raw.baseAddress! + off, raw.count - off, $0 + off_t(off)) }
+                    ?? Glibc.write(fd, raw.baseAddress! + off, raw.count - off)
                 if n < 0 {
                     if errno == EINTR { continue }
                     return errno
@@ -61,7 +58,16 @@ public enum AtomicFile {
             }
             return fsync(fd) == 0 ? nil : errno
         }
-        if let failure {
+    }
+
+    public static func write(_ data: Data, to url: URL) throws(FileWriteError) {
+        let path = url.path
+        let folder = url.deletingLastPathComponent().path
+        if let e = makeFolders(folder) { throw FileWriteError(path: path, code: e) }
+        let (fd, temp) = try openTemporary(in: folder, for: url.lastPathComponent, path: path)
+        var renamed = false
+        defer { if !renamed { unlink(temp) } }
+        if let failure = writeFully(fd, data) {
             close(fd)
             throw FileWriteError(path: path, code: failure)
         }

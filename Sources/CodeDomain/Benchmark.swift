@@ -195,7 +195,9 @@ public struct BenchReport: Sendable, Codable {
 
 /// The honest MBPP protocol: the search sees the task text and the first
 /// `visible` asserts; the returned program is scored on all of `test_list`
-/// (and `challenge_test_list`, reported apart).
+/// (and `challenge_test_list`, reported apart). HumanEval: the search sees the
+/// prompt and the docstring's examples (the task's `suite`), `check` scores
+/// (the task's `scoring`).
 public struct Benchmark: Sendable {
     public let solver: Solver
     public let scorer: any ProgramVerifier
@@ -228,7 +230,9 @@ public struct Benchmark: Sendable {
         result.program = outcome.program
         result.visiblePassed = outcome.solved
         if let program = outcome.program {
-            let all = try await scorer.run(JailJob(program: program, tests: task.tests.joined(separator: "\n"), setup: task.setup))
+            // All of `test_list`, or the task's own scoring tests (HumanEval's `check`).
+            let all = try await scorer.run(task.scoringJob(program))
+            if task.scoring != nil { result.testsTotal = all.total }
             result.testsPassed = all.passed
             result.passed = all.outcome == .passed
             if !task.challengeTests.isEmpty {
@@ -242,7 +246,7 @@ public struct Benchmark: Sendable {
             var judged: [BenchTaskResult.JudgedProgram] = []
             for j in ledger.judged {
                 if scored[j.program] == nil {
-                    let all = try await scorer.run(JailJob(program: j.program, tests: task.tests.joined(separator: "\n"), setup: task.setup))
+                    let all = try await scorer.run(task.scoringJob(j.program))
                     scored[j.program] = all.outcome == .passed
                 }
                 judged.append(.init(tokensBefore: j.tokensBefore, visiblePassed: j.visiblePassed, passed: scored[j.program]!))

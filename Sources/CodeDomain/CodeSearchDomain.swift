@@ -113,8 +113,9 @@ public struct CodeSearchDomain: PlanningDomain {
         self.probes = Probes(task: task)
         let syntax = try SyntaxSession()
         self.syntax = syntax
-        let parsed = syntax.parse("")
-        self.root = CodeState(program: "", finished: false, parsed: parsed,
+        // A stub's search starts from the module up to the body; others from nothing.
+        let parsed = syntax.parse(task.initialProgram)
+        self.root = CodeState(program: task.initialProgram, finished: false, parsed: parsed,
                               facts: codeFacts(parsed, entryPoint: entryPoint))
     }
 
@@ -123,13 +124,13 @@ public struct CodeSearchDomain: PlanningDomain {
         let request = CompletionRequest(
             prompt: prompt(for: state), n: k,
             maxTokens: options.stepTokens ?? options.maxLineTokens,
-            stop: options.stepTokens == nil ? ["\n"] : prompts.endMarkers,
+            stop: options.stepTokens == nil ? ["\n"] : prompts.endMarkers + task.stops,
             sampling: Sampling(temperature: options.search.temperature), seed: seed, slot: slot)
         let response = try await model.complete(request)
         var merged: [CodeAction: Proposal<CodeAction>] = [:]
         var order: [CodeAction] = []
         for choice in response.choices {
-            let action = self.action(from: choice)
+            let action = self.action(from: choice, after: state.program)
             if var existing = merged[action] {
                 existing.count += 1
                 if choice.logprobMean > existing.logprobMean {
@@ -146,14 +147,16 @@ public struct CodeSearchDomain: PlanningDomain {
         return Expansion(proposals: order.map { merged[$0]! }, cost: response.cost)
     }
 
-    func action(from choice: CompletionChoice) -> CodeAction {
+    func action(from choice: CompletionChoice, after program: String = "") -> CodeAction {
         if options.stepTokens != nil {
-            // A chunk ends the program when the model stopped on its own (an end marker or end of text).
-            let ends = choice.finish != .length
-            return CodeAction(line: choice.text.isEmpty ? nil : choice.text, ends: ends, chunk: true)
+            // A chunk ends the program when the model stopped on its own (an end marker or end of
+            // text), or, for a stub, when it left the function.
+            let (text, cut) = task.clip(choice.text, after: program)
+            let ends = cut || choice.finish != .length
+            return CodeAction(line: text.isEmpty ? nil : text, ends: ends, chunk: true)
         }
         let line = String(choice.text.reversed().drop(while: { $0 == " " || $0 == "\t" || $0 == "\r" }).reversed())
-        if prompts.isEndMarker(line) { return CodeAction(line: nil, ends: true) }
+        if prompts.isEndMarker(line) || task.leavesFunction(line) { return CodeAction(line: nil, ends: true) }
         if choice.finish == .endOfText {
             return CodeAction(line: line.isEmpty ? nil : line, ends: true)
         }
@@ -169,11 +172,14 @@ public struct CodeSearchDomain: PlanningDomain {
     public func continuations(from state: CodeState, n: Int, temperature: Double, seed: UInt64) async throws -> Continuations<CodeAction> {
         guard !state.finished else { return Continuations(paths: [], cost: Cost()) }
         let request = CompletionRequest(
-            prompt: prompt(for: state), n: n, maxTokens: options.maxProgramTokens, stop: prompts.endMarkers,
+            prompt: prompt(for: state), n: n, maxTokens: options.maxProgramTokens, stop: prompts.endMarkers + task.stops,
             sampling: Sampling(temperature: temperature), seed: seed, slot: slot)
         let response = try await model.complete(request)
         let paths = response.choices.map { choice -> [Proposal<CodeAction>] in
-            let steps = StepSplitter.steps(of: choice, shape: options.steps)
+            // A stub's body ends where the text leaves the function.
+            var kept = choice
+            kept.text = task.clip(choice.text, after: state.program).text
+            let steps = StepSplitter.steps(of: kept, shape: options.steps)
             guard !steps.isEmpty else {
                 return [Proposal(action: CodeAction(line: nil, ends: true), logprobMean: 0, logprobSum: 0, tokens: 1)]
             }
@@ -243,10 +249,19 @@ public struct CodeSearchDomain: PlanningDomain {
     }
 
     public func verify(_ state: CodeState) async throws -> Verification {
-        let report = try await verifier.run(JailJob(program: state.program, tests: task.tests.joined(separator: "\n"),
-                                                    setup: task.setup))
+        guard let job = task.verificationJob(state.program) else { return unverified(state) }
+        let report = try await verifier.run(job)
         memo.store(report, for: state.program)
-        return report.verification(expected: task.tests.count)
+        return report.verification(expected: task.expectedChecks)
+    }
+
+    /// Without tests, a finished program that parses and adds code is as good as the search
+    /// can tell: it ends the search (the best by process reward and policy), and the
+    /// solver reports it as unverified, never as passing.
+    func unverified(_ state: CodeState) -> Verification {
+        let wrote = !task.written(state.program).allSatisfy(\.isWhitespace)
+        let ok = wrote && state.facts.verdict == .valid
+        return Verification(passed: ok ? 1 : 0, total: 1, outcome: ok ? "unverified" : wrote ? "syntax error" : "no code")
     }
 
     /// The jail's report for a program this search verified.
@@ -262,7 +277,7 @@ public struct CodeSearchDomain: PlanningDomain {
     public func revision(of failed: CodeState, after verification: Verification) -> CodeState? {
         guard failed.finished, prompts.style == .chatml else { return nil }
         let attempt = Attempt(failedProgram: failed.program, feedback: feedback(on: failed.program, verification))
-        return CodeState(program: "", finished: false, parsed: root.parsed, facts: root.facts, attempt: attempt)
+        return CodeState(program: root.program, finished: false, parsed: root.parsed, facts: root.facts, attempt: attempt)
     }
 
     /// What went wrong, in words a programmer would give: the failing visible

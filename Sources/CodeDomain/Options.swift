@@ -121,6 +121,9 @@ public struct SolveOptions: Sendable, Hashable {
         guard s.revise >= 0, s.revise.isFinite else { throw OptionError("revise", "must be a number ≥ 0") }
         guard s.costWeight >= 0, s.costWeight.isFinite else { throw OptionError("cost_weight", "must be a number ≥ 0") }
         guard s.select >= 1, s.select <= 16 else { throw OptionError("select", "must be between 1 and 16") }
+        guard (0...16).contains(s.rewardSamples) else { throw OptionError("reward_samples", "must be between 0 and 16") }
+        guard s.exploration >= 0, s.exploration.isFinite else { throw OptionError("exploration", "must be a number ≥ 0") }
+        guard (1...16).contains(s.maxChildren) else { throw OptionError("max_children", "must be between 1 and 16") }
         guard stepTokens.map({ $0 >= 1 }) ?? true else { throw OptionError("step_tokens", "must be at least 1") }
         if stepTokens != nil, s.continuations, method == "qstar" {
             throw OptionError("step_tokens", "shapes K-step expansions only: add continuations = false (--continuations false)")
@@ -140,7 +143,7 @@ extension SolveOptions: Codable {
     public enum Field: String, CodingKey, CaseIterable, Sendable {
         case method, value, k, lambda, agg, budgetTokens, budgetExpansions, budgetSeconds, seed, samples, temperature
         case maxDepth, continuations, greedyFirst, branchSamples, uncertainty, rolloutWeight, costWeight, revise, dedup
-        case select, steps
+        case select, rewardSamples, exploration, maxChildren, placeholderRoot, steps
         case stepTokens, maxLineTokens, maxProgramTokens, timeout
 
         /// The name on the wire and in error messages.
@@ -182,6 +185,10 @@ extension SolveOptions: Codable {
         try read(.revise) { (v: Double) in search.revise = v }
         try read(.dedup) { (v: Bool) in search.dedup = v }
         try read(.select) { (v: Int) in search.select = v }
+        try read(.rewardSamples) { (v: Int) in search.rewardSamples = v }
+        try read(.exploration) { (v: Double) in search.exploration = v }
+        try read(.maxChildren) { (v: Int) in search.maxChildren = v }
+        try read(.placeholderRoot) { (v: Bool) in search.placeholderRoot = v }
         try read(.steps) { (v: StepShape) in steps = v }
         try readOptional(.stepTokens) { (v: Int?) in stepTokens = v }
         try read(.maxLineTokens) { (v: Int) in maxLineTokens = v }
@@ -212,6 +219,10 @@ extension SolveOptions: Codable {
         try c.encode(search.revise, forKey: .revise)
         try c.encode(search.dedup, forKey: .dedup)
         try c.encode(search.select, forKey: .select)
+        try c.encode(search.rewardSamples, forKey: .rewardSamples)
+        try c.encode(search.exploration, forKey: .exploration)
+        try c.encode(search.maxChildren, forKey: .maxChildren)
+        try c.encode(search.placeholderRoot, forKey: .placeholderRoot)
         try c.encode(steps, forKey: .steps)
         try c.encode(stepTokens, forKey: .stepTokens)
         try c.encode(maxLineTokens, forKey: .maxLineTokens)

@@ -30,6 +30,7 @@ public struct PromptBuilder: Sendable, Hashable {
     }
 
     public func prefix(for task: CodeTask) -> String {
+        if let stub = task.stub { return prefix(for: stub) }
         let tests = task.tests.joined(separator: "\n")
         let plural = task.tests.count == 1 ? "this test" : "these tests"
         switch style {
@@ -50,6 +51,38 @@ public struct PromptBuilder: Sendable, Hashable {
             let shown = tests.split(separator: "\n").map { "# \($0)" }.joined(separator: "\n")
             return "\(text)\n# Your code should pass \(plural):\n\(shown)\n\n"
         }
+    }
+
+    /// A stub, HumanEval's shape: the code so far (the search's root state) is the module
+    /// up to the body, so the model continues the function from its signature and
+    /// docstring. The code after the function is context in the request.
+    func prefix(for stub: StubContext) -> String {
+        let name = stub.function
+        let after = stub.tail.trimmingCharacters(in: .whitespacesAndNewlines)
+        switch style {
+        case .chatml:
+            var request = "Complete the Python function `\(name)`: write its body, keeping its signature and docstring."
+            if !after.isEmpty {
+                request += "\nThe module continues after the function:\n```python\n\(Self.excerpt(after))\n```"
+            }
+            return """
+            <|im_start|>system
+            \(system)<|im_end|>
+            <|im_start|>user
+            \(request)<|im_end|>
+            <|im_start|>assistant
+            ```python
+
+            """
+        case .plain:
+            return "# Complete the function `\(name)`, keeping its signature and docstring.\n"
+        }
+    }
+
+    /// At most ~60 lines of the code after a stub: context, not the task.
+    static func excerpt(_ text: String, lines: Int = 60) -> String {
+        let all = text.split(separator: "\n", omittingEmptySubsequences: false)
+        return all.count <= lines ? text : all.prefix(lines).joined(separator: "\n") + "\n# ..."
     }
 
     /// The prompt for the next step after `lines`.

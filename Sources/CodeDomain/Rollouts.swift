@@ -123,19 +123,7 @@ public enum RolloutFile {
         // A torn line from an interrupted run must not swallow the next record.
         var last: UInt8 = UInt8(ascii: "\n")
         if end > 0, pread(fd, &last, 1, end - 1) == 1, last != UInt8(ascii: "\n") { blob.insert(UInt8(ascii: "\n"), at: 0) }
-        let failure: Int32? = blob.withUnsafeBytes { raw -> Int32? in
-            var off = 0
-            while off < raw.count {
-                let n = pwrite(fd, raw.baseAddress! + off, raw.count - off, end + off_t(off))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return errno
-                }
-                off += n
-            }
-            return fsync(fd) == 0 ? nil : errno
-        }
-        if let failure {
+        if let failure = AtomicFile.writeFully(fd, blob, at: end) {
             _ = ftruncate(fd, end)
             throw RolloutError.unwritable(path, String(cString: strerror(failure)))
         }

@@ -48,7 +48,18 @@ public struct SolveResult: Sendable, Codable {
     public var method: String
     /// The value model, for methods that use one.
     public var value: String?
+    /// The whole program the tests ran against: for a stub task, the module with the new body.
     public var program: String?
+    /// A stub task's function as written (decorators, signature, docstring, new body).
+    public var function: String?
+    /// A stub task's minimal edit: the lines of the module file to replace, and with what.
+    public var edit: TextEdit?
+    /// Where the visible tests came from ("the docstring of f", a test file, "2 asserts");
+    /// nil when there were none.
+    public var tests: String?
+    /// False when no test judged the program: it is the search's best by process reward
+    /// and policy, and `passed`/`total` are 0.
+    public var verified: Bool
     /// Visible tests the program passed, of `total`.
     public var passed: Int
     public var total: Int
@@ -70,7 +81,10 @@ public struct SolveResult: Sendable, Codable {
     /// One line for humans: the verdict and what it cost.
     public var summaryLine: String {
         let s = statistics
-        return "# \(solved ? "PASS" : "FAIL") \(passed)/\(total) visible tests (\(outcome)) — \(method)\(value.map { "/\($0)" } ?? ""): "
+        let verdict = verified
+            ? "# \(solved ? "PASS" : "FAIL") \(passed)/\(total) visible tests (\(outcome))"
+            : "# UNVERIFIED: no tests found, nothing ran this program (the best by syntax and the policy; \(outcome))"
+        return verdict + " — \(method)\(value.map { "/\($0)" } ?? ""): "
             + "\(s.expansions) expansions, \(s.cost.llmCalls) LLM calls, \(s.cost.generatedTokens) generated tokens, "
             + String(format: "%.1f s", s.wallSeconds)
     }
@@ -184,13 +198,29 @@ public struct Solver: Sendable {
         if ledger {
             var l = SolveLedger(result)
             let programs = result.trace.sorted(by: { $0.id < $1.id }).filter { $0.verification != nil }.map { $0.id }
-            for (i, id) in programs.enumerated() { l.judged[i].program = result.judged[id]?.program ?? "" }
+            for (i, id) in programs.enumerated() { l.judged[i].program = task.program(result.judged[id]?.program ?? "") }
             record = l
         }
+        let answer = result.best.flatMap { task.stubAnswer($0.program) }
+        // Without tests the domain's "verification" was only the syntax: report none.
+        let verified = task.hasTests
         return SolveResult(taskId: task.id, method: planner.name, value: planner.usesValueModel ? value.name : nil,
-                           program: result.best?.program, passed: verification?.passed ?? 0,
-                           total: verification?.total ?? task.tests.count, outcome: verification?.outcome ?? "no program",
+                           program: result.best.map { task.program($0.program) }, function: answer?.function,
+                           edit: answer?.edit, tests: task.testsOrigin, verified: verified,
+                           passed: verified ? verification?.passed ?? 0 : 0,
+                           total: verified ? verification?.total ?? task.expectedChecks : 0,
+                           outcome: verification?.outcome ?? "no program",
                            verdict: report?.outcome, asserts: report?.asserts ?? [], statistics: result.statistics,
-                           trace: trace ? result.trace : nil, ledger: record)
+                           trace: trace ? Self.annotated(result, task) : nil, ledger: record)
+    }
+}
+
+extension Solver {
+    /// The trace with each judged node's whole program, so a trace of whole-program
+    /// planners (best-of-N, MCTSr) shows what was judged, not only how it was reached.
+    static func annotated(_ result: SearchResult<CodeState>, _ task: CodeTask) -> [TraceNode] {
+        var nodes = result.trace
+        for (id, state) in result.judged where nodes.indices.contains(id) { nodes[id].detail = task.program(state.program) }
+        return nodes
     }
 }

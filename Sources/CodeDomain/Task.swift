@@ -1,7 +1,8 @@
 import Foundation
 import PythonSyntax
 
-/// A programming task, MBPP style: what to write, and the asserts that judge it.
+/// A programming task: MBPP style (what to write, and the asserts that judge it), or
+/// a function stub in a module with the tests found where they live (`stub`, `suite`).
 public struct CodeTask: Sendable, Hashable, Codable {
     public var id: String
     public var text: String
@@ -16,6 +17,14 @@ public struct CodeTask: Sendable, Hashable, Codable {
     public var entryPoint: String?
     /// A reference solution when the data has one (MBPP `code`); never shown to the policy.
     public var reference: String?
+    /// A stub task: the module and the function whose body qcode writes (see `StubTasks`).
+    public var stub: StubContext?
+    /// The visible tests when they are not top-level asserts: a pytest-style file or a
+    /// docstring's examples. With neither this nor `tests`, nothing verifies a program.
+    public var suite: TestSuite?
+    /// What scores a benchmark's answer when it is not all of `tests` (HumanEval's `check`);
+    /// never shown to the search.
+    public var scoring: TestSuite?
 
     public init(id: String, text: String, tests: [String], setup: String = "", challengeTests: [String] = [],
                 entryPoint: String? = nil, reference: String? = nil) {
@@ -85,6 +94,44 @@ public enum TaskLoader {
             tasks.append(try mbpp(line, location: "\(url.path):\(i + 1)"))
         }
         return tasks
+    }
+
+    /// One HumanEval record (`task_id`, `prompt`, `entry_point`, `test` defining
+    /// `check(candidate)`; `canonical_solution` kept as the reference, never shown): a stub
+    /// task on the prompt whose visible tests are its docstring's examples and whose score
+    /// is `check` (see BENCHMARKS.md, "HumanEval protocol").
+    public static func humanEval(_ line: Substring, location: String) throws -> CodeTask {
+        guard let data = line.data(using: .utf8),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw TaskError.malformed(location, "not a JSON object; each line must be one HumanEval record")
+        }
+        for field in ["task_id", "prompt", "entry_point", "test"] where !(object[field] is String) {
+            throw TaskError.malformed(location, "missing string field `\(field)` of a HumanEval record")
+        }
+        let id = object["task_id"] as! String, entry = object["entry_point"] as! String
+        var task: CodeTask
+        do { task = try StubTasks.load(source: object["prompt"] as! String, path: nil, function: entry, id: id, continuing: true) } catch {
+            throw TaskError.malformed(location, "\(id): \(error)")
+        }
+        task.scoring = TestSuite(kind: .pytest, source: (object["test"] as! String) + "\n\ndef test_check():\n    check(\(entry))\n",
+                                 origin: "HumanEval check")
+        task.reference = object["canonical_solution"] as? String
+        return task
+    }
+
+    /// A benchmark file: MBPP or HumanEval JSONL, told apart by its first record.
+    public static func benchmarkFile(_ url: URL) throws -> [CodeTask] {
+        if url.pathExtension == "gz" {
+            throw TaskError.unreadable(url.path, "a gzip file: give the .jsonl beside it (scripts/bootstrap --bench-data writes both)")
+        }
+        let text = try read(url)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
+            .filter { !$0.element.trimmingCharacters(in: .whitespaces).isEmpty }
+        guard let first = lines.first else { return [] }
+        let isHumanEval = (try? JSONSerialization.jsonObject(with: Data(first.element.utf8)) as? [String: Any])
+            .map { $0["entry_point"] != nil && $0["prompt"] != nil } ?? false
+        if !isHumanEval { return try mbppFile(url) }
+        return try lines.map { try humanEval($0.element, location: "\(url.path):\($0.offset + 1)") }
     }
 
     /// A qcode task file: JSON with `text`, `tests` (a path relative to the

@@ -18,6 +18,9 @@ public enum TraceRenderer {
             let count = n.count > 1 ? " ×\(n.count)" : ""
             body += "<li class=\"\(classes.joined(separator: " "))\"><span class=\"meta\">\(order)f=\(fmt(n.f)) g=\(fmt(n.g)) h=\(fmt(n.h))\(count)</span> "
             body += "<code>\(escape(n.action.isEmpty ? "(root)" : n.action))</code>\(verdict)"
+            if let program = n.detail {
+                body += "<details><summary>program</summary><pre>\(escape(program))</pre></details>"
+            }
             if let kids = children[id], !kids.isEmpty {
                 body += "<ul>"
                 for k in kids { render(k) }
@@ -28,8 +31,8 @@ public enum TraceRenderer {
         if !nodes.isEmpty { render(0) }
         return """
         <!doctype html><html><head><meta charset="utf-8"><title>\(escape(title))</title><style>
-        body{font-family:system-ui,sans-serif;margin:2em}ul{list-style:none;padding-left:1.4em;border-left:1px solid #ddd}
-        code{white-space:pre;background:#f6f6f6;padding:0 .3em}.meta{color:#888;font-size:.8em}
+        body{font-family:system-ui,sans-serif;margin:2em}pre{background:#f6f6f6;padding:.5em;margin:.3em 0}ul{list-style:none;padding-left:1.4em;border-left:1px solid #ddd}
+        code{white-space:pre-wrap;background:#f6f6f6;padding:0 .3em}.meta{color:#888;font-size:.8em}
         .expanded>code{background:#e8f0ff}.pass>code{background:#d4f7d4}.fail>code{background:#fde2e2}.broken>code{text-decoration:line-through}
         </style></head><body><h1>\(escape(title))</h1><p>\(escape(subtitle))</p>
         <p class="meta">\(nodes.count) nodes, \(nodes.filter { $0.expandedAt != nil }.count) expanded. Blue: expanded; green: passed the visible tests; red: failed; struck through: broken syntax.</p>

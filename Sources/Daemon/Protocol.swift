@@ -85,12 +85,22 @@ public struct TaskSpec: Codable, Sendable {
     }
 }
 
-/// `qcode/solve`: a task (inline or a file on the daemon's machine) and the
-/// options — the same `SolveOptions` the CLI builds from its flags.
+/// `qcode/solve`: a task (inline or a file on the daemon's machine), or a function stub
+/// in a module (`source` and/or `file`, and `function`), and the options — the same
+/// `SolveOptions` the CLI builds from its flags.
 public struct SolveParams: Codable, Sendable {
     public var task: TaskSpec?
     /// An absolute path to a task file on the daemon's machine, instead of `task`.
     public var taskFile: String?
+    /// A stub task: the module's text (an editor's buffer, saved or not).
+    public var source: String?
+    /// A stub task: the module's absolute path. It names the module and locates its test
+    /// files (`test_NAME.py`, `tests/test_NAME.py`); read only when `source` is absent.
+    public var file: String?
+    /// A stub task: the function whose body to write (`Class.method` for a method).
+    public var function: String?
+    /// A stub task: an absolute path to the test file to use instead of looking for one.
+    public var testFile: String?
     public var options: SolveOptions?
     /// Send the explored tree back (for `--trace`).
     public var trace: Bool?
@@ -106,13 +116,31 @@ public struct SolveParams: Codable, Sendable {
         self.workDoneToken = workDoneToken
     }
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case task, taskFile, options, trace, workDoneToken }
+    /// A stub task.
+    public init(source: String?, file: String?, function: String, testFile: String? = nil, options: SolveOptions? = nil,
+                trace: Bool? = nil, workDoneToken: JSONValue? = nil) {
+        self.source = source
+        self.file = file
+        self.function = function
+        self.testFile = testFile
+        self.options = options
+        self.trace = trace
+        self.workDoneToken = workDoneToken
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case task, taskFile, source, file, function, testFile, options, trace, workDoneToken
+    }
 
     public init(from decoder: any Decoder) throws {
         try StrictDecoding.rejectUnknownKeys(decoder, CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         task = try c.decodeIfPresent(TaskSpec.self, forKey: .task)
         taskFile = try c.decodeIfPresent(String.self, forKey: .taskFile)
+        source = try c.decodeIfPresent(String.self, forKey: .source)
+        file = try c.decodeIfPresent(String.self, forKey: .file)
+        function = try c.decodeIfPresent(String.self, forKey: .function)
+        testFile = try c.decodeIfPresent(String.self, forKey: .testFile)
         options = try c.decodeIfPresent(SolveOptions.self, forKey: .options)
         trace = try c.decodeIfPresent(Bool.self, forKey: .trace)
         workDoneToken = try c.decodeIfPresent(JSONValue.self, forKey: .workDoneToken)
@@ -121,7 +149,13 @@ public struct SolveParams: Codable, Sendable {
     /// The task and the validated options, or the -32602 error that says which field is wrong.
     func resolved() throws -> (CodeTask, SolveOptions) {
         let task: CodeTask
-        if let spec = self.task {
+        let stubFields = source != nil || file != nil || function != nil || testFile != nil
+        if stubFields {
+            guard self.task == nil, taskFile == nil else {
+                throw ResponseError.invalidParams("give either a stub (source/file + function) or a task (task or task_file), not both")
+            }
+            task = try stubTask()
+        } else if let spec = self.task {
             guard !spec.tests.isEmpty else { throw ResponseError.invalidParams("task.tests is empty: give at least one assert") }
             task = spec.task
         } else if let file = taskFile {
@@ -130,13 +164,37 @@ public struct SolveParams: Codable, Sendable {
                 throw ResponseError.invalidParams("\(error)")
             }
         } else {
-            throw ResponseError.invalidParams("give 'task' ({text, tests, ...}) or 'task_file' (an absolute path)")
+            throw ResponseError.invalidParams("give 'task' ({text, tests, ...}), 'task_file' (an absolute path), "
+                                              + "or a stub: 'source' and/or 'file' with 'function'")
         }
         let options = self.options ?? SolveOptions()
         do { try options.validate() } catch {
             throw ResponseError.invalidParams("options.\(error.field): \(error.message)")
         }
         return (task, options)
+    }
+
+    private func stubTask() throws -> CodeTask {
+        guard let function, !function.isEmpty else {
+            throw ResponseError.invalidParams("function: name the function whose body to write (with source or file)")
+        }
+        for (field, path) in [("file", file), ("test_file", testFile)] {
+            if let path, !path.hasPrefix("/") { throw ResponseError.invalidParams("\(field) must be an absolute path, not '\(path)'") }
+        }
+        let text: String
+        if let source {
+            text = source
+        } else if let file {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw ResponseError.invalidParams("file: cannot read \(file) on the daemon's machine; send its text as 'source'")
+            }
+            text = String(decoding: data, as: UTF8.self)
+        } else {
+            throw ResponseError.invalidParams("a stub needs the module: 'source' (its text) and/or 'file' (its absolute path)")
+        }
+        do { return try StubTasks.load(source: text, path: file, function: function, testFile: testFile) } catch {
+            throw ResponseError.invalidParams("\(error)")
+        }
     }
 }
 
@@ -215,14 +273,24 @@ public struct TestParams: Codable, Sendable {
     public var tests: String
     public var setup: String?
     public var timeout: Double?
-    public init(program: String, tests: String, setup: String? = nil, timeout: Double? = nil) {
+    /// `asserts` (default), `pytest` (test functions too) or `doctest` (`tests` is a docstring literal).
+    public var kind: TestKind?
+    /// The program's module name: what `import NAME` in the tests means, and its `__name__`.
+    public var module: String?
+    /// pytest: only test functions that reach this name.
+    public var select: String?
+    public init(program: String, tests: String, setup: String? = nil, timeout: Double? = nil, kind: TestKind? = nil,
+                module: String? = nil, select: String? = nil) {
         self.program = program
         self.tests = tests
         self.setup = setup
         self.timeout = timeout
+        self.kind = kind
+        self.module = module
+        self.select = select
     }
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case program, tests, setup, timeout }
+    enum CodingKeys: String, CodingKey, CaseIterable { case program, tests, setup, timeout, kind, module, select }
 
     public init(from decoder: any Decoder) throws {
         try StrictDecoding.rejectUnknownKeys(decoder, CodingKeys.self)
@@ -231,6 +299,13 @@ public struct TestParams: Codable, Sendable {
         tests = try c.decode(String.self, forKey: .tests)
         setup = try c.decodeIfPresent(String.self, forKey: .setup)
         timeout = try c.decodeIfPresent(Double.self, forKey: .timeout)
+        kind = try c.decodeIfPresent(TestKind.self, forKey: .kind)
+        module = try c.decodeIfPresent(String.self, forKey: .module)
+        select = try c.decodeIfPresent(String.self, forKey: .select)
+    }
+
+    var job: JailJob {
+        JailJob(program: program, tests: tests, setup: setup ?? "", kind: kind ?? .asserts, module: module, select: select)
     }
 }
 

@@ -198,7 +198,7 @@ public final class DaemonServer: Sendable {
         let verifier: any ProgramVerifier
         do { verifier = try components.verifier(timeout: timeout) } catch { throw ResponseError.internalError("\(error)") }
         do {
-            return try await verifier.run(JailJob(program: p.program, tests: p.tests, setup: p.setup ?? ""))
+            return try await verifier.run(p.job)
         } catch let e as JailError {
             throw ResponseError.internalError(e.description)
         }

@@ -37,7 +37,7 @@ public struct SearchContext<Domain: PlanningDomain>: Sendable {
 /// The algorithms qcode offers, in the order `--help` lists them. The CLI,
 /// the daemon and the benchmark all resolve `--method` here.
 public enum Planners {
-    public static let all: [any SearchAlgorithm] = [AStarSearch(), GreedyDecoding(), BestOfN()]
+    public static let all: [any SearchAlgorithm] = [AStarSearch(), GreedyDecoding(), BestOfN(), MCTSr()]
 
     public static var names: [String] { all.map(\.name) }
 
@@ -64,6 +64,9 @@ public struct TraceNode: Sendable, Hashable, Codable {
     public var count: Int
     /// Generated tokens spent before the call that produced this node.
     public var tokensBefore: Int
+    /// The whole episode at a judged node, in the domain's words (a program),
+    /// filled in by whoever renders the trace: the planner only knows states.
+    public var detail: String?
 
     public init(id: Int, parent: Int?, depth: Int, action: String, f: Double = 0, g: Double = 0, h: Double = 0,
                 reward: Double = 0, terminal: Bool = false, expandedAt: Int? = nil, verification: Verification? = nil,

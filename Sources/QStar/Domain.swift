@@ -45,6 +45,42 @@ public protocol PlanningDomain: Sendable {
     /// probe inputs), as a fingerprint: equal fingerprints behave alike. Nil
     /// when the domain cannot tell; that is the default.
     func behaviour(of state: State) async throws -> Behaviour?
+
+    // Self-refinement (MCTSr): whole episodes are criticised and rewritten.
+
+    /// A placeholder answer ("I don't know") to start from instead of a real one.
+    func placeholder() -> State?
+    /// A critique of a finished episode, told what the verifier said about it.
+    func critique(_ state: State, after verification: Verification?, seed: UInt64) async throws -> Critique
+    /// The episode rewritten as the critique suggests.
+    func refine(_ state: State, following critique: Critique, seed: UInt64) async throws -> (state: State, cost: Cost)
+    /// `n` scores in [-100, 100] the policy gives the episode under strict
+    /// rules; nil for an answer that holds no score.
+    func selfEvaluate(_ state: State, n: Int, seed: UInt64) async throws -> (scores: [Double?], cost: Cost)
+}
+
+/// A critique of an episode, what the critic was told the verifier said (so
+/// the rewrite sees the same), and what it cost.
+public struct Critique: Sendable, Hashable {
+    public var text: String
+    public var feedback: String?
+    public var cost: Cost
+    public init(text: String, feedback: String? = nil, cost: Cost) {
+        self.text = text
+        self.feedback = feedback
+        self.cost = cost
+    }
+}
+
+/// A planner asked a domain for something it cannot do.
+public struct UnsupportedByDomain: Error, Sendable, CustomStringConvertible {
+    public var planner: String
+    public var capability: String
+    public init(planner: String, capability: String) {
+        self.planner = planner
+        self.capability = capability
+    }
+    public var description: String { "the \(planner) planner needs a domain that can \(capability); this one cannot" }
 }
 
 /// A finished episode's behaviour on probe inputs, and what finding it cost.
@@ -60,6 +96,16 @@ public struct Behaviour: Sendable, Hashable {
 extension PlanningDomain {
     public func revision(of failed: State, after verification: Verification) -> State? { nil }
     public func behaviour(of state: State) async throws -> Behaviour? { nil }
+    public func placeholder() -> State? { nil }
+    public func critique(_ state: State, after verification: Verification?, seed: UInt64) async throws -> Critique {
+        throw UnsupportedByDomain(planner: "mctsr", capability: "criticise an episode")
+    }
+    public func refine(_ state: State, following critique: Critique, seed: UInt64) async throws -> (state: State, cost: Cost) {
+        throw UnsupportedByDomain(planner: "mctsr", capability: "rewrite an episode")
+    }
+    public func selfEvaluate(_ state: State, n: Int, seed: UInt64) async throws -> (scores: [Double?], cost: Cost) {
+        throw UnsupportedByDomain(planner: "mctsr", capability: "score an episode")
+    }
 }
 
 public struct Proposal<Action: Sendable>: Sendable {

@@ -65,6 +65,17 @@ public struct SearchSettings: Sendable, Hashable, Codable {
     /// view (0: never). Its priority is this times the failure's graded credit.
     public var revise = 0.0
 
+    // MCTSr (Monte Carlo tree self-refine).
+
+    /// Self-evaluation scores sampled per new answer, |R| (0: the tests' graded outcome alone).
+    public var rewardSamples = 3
+    /// c₀ of the exploration term; scaled by the spread of the Q values seen (see `MCTSr`).
+    public var exploration = 1.4
+    /// Refinements of one answer before it counts as fully expanded.
+    public var maxChildren = 3
+    /// Start from a placeholder ("I don't know") instead of the greedy answer.
+    public var placeholderRoot = false
+
     public init() {}
 
     public static let defaults = SearchSettings()

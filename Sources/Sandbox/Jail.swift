@@ -86,8 +86,9 @@ public struct Jail: Sendable {
             args += ["--cgroup", cgroup]
         }
         let python = [interpreter, "-I", "-S", "-B", "-c", Harness.loader]
-        args += ["--judge", String(python.count + 1)] + python + [code.judge]
-        return args + ["--"] + python + [code.program]
+        let judge = Harness.chunks(code.judge)
+        args += ["--judge", String(python.count + judge.count)] + python + judge
+        return args + ["--"] + python + Harness.chunks(code.program)
     }
 
     /// Whether `pool` was made for this launcher and interpreter (each job brings its own limits).

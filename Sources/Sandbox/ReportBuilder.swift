@@ -6,7 +6,7 @@ import Foundation
 /// missing record is a failure, never a pass.
 enum ReportBuilder {
     struct Record: Decodable {
-        struct Planned: Decodable { var index: Int; var line: Int; var source: String }
+        struct Planned: Decodable { var index: Int; var line: Int; var source: String; var kind: String? }
         var nonce: String
         var kind: String
         var index: Int?
@@ -55,13 +55,19 @@ enum ReportBuilder {
             report.stderr = stderr + "\n[qcode: \(bad.message ?? "unusable tests")]"
             return report
         }
-        let plan = recs.first(where: { $0.kind == "plan" })?.asserts ?? []
+        // The judge plans top-level asserts (and doctest examples) before any program code
+        // runs, and pytest-style tests once the test file's top level has defined them.
+        var plan: [Record.Planned] = []
+        for r in recs where r.kind == "plan" {
+            for p in r.asserts ?? [] where !plan.contains(where: { $0.index == p.index }) { plan.append(p) }
+        }
         var results: [Int: AssertResult] = [:]
         var extra: [AssertResult] = []
         for r in recs {
             if r.kind == "assert", let i = r.index, let p = plan.first(where: { $0.index == i }), results[i] == nil {
                 results[i] = AssertResult(index: i, line: p.line, source: p.source, passed: r.passed == true,
-                                          exceptionType: r.excType, message: r.message, expected: r.expected, actual: r.actual)
+                                          exceptionType: r.excType, message: r.message, expected: r.expected, actual: r.actual,
+                                          kind: p.kind)
             } else if r.kind == "stmt" {
                 extra.append(AssertResult(index: -1, line: r.line ?? 0, source: "", passed: false,
                                           exceptionType: r.excType, message: r.message))
@@ -79,11 +85,11 @@ enum ReportBuilder {
         } else if !done && status.judgeRan && (status.judgeSignal != 0 || status.judgeExitCode != 0) {
             whyNotRun = "not run: the judge failed (exit \(status.judgeExitCode), signal \(status.judgeSignal))"
         } else {
-            whyNotRun = "not run: the program exited (code \(status.exitCode)) before this assert"
+            whyNotRun = done ? "not run" : "not run: the program or the judge exited (program exit code \(status.exitCode)) before this check"
         }
         report.asserts = plan.map { p in
             results[p.index] ?? AssertResult(index: p.index, line: p.line, source: p.source, passed: false,
-                                             exceptionType: nil, message: whyNotRun)
+                                             exceptionType: nil, message: whyNotRun, kind: p.kind)
         } + extra
         report.total = report.asserts.count
         report.passed = report.asserts.filter(\.passed).count
@@ -106,7 +112,7 @@ enum ReportBuilder {
             report.stderr = stderr + "\n[qcode: the judge failed (exit \(status.judgeExitCode), signal \(status.judgeSignal)); see stderr above]"
         } else if plan.isEmpty {
             report.outcome = .error
-            report.stderr = stderr + "\n[qcode: the test file has no top-level assert statements]"
+            report.stderr = stderr + "\n[qcode: the tests have no checks: no top-level assert, no test function, no doctest example]"
         } else if done && report.failed == 0 {
             report.outcome = .passed
         } else {

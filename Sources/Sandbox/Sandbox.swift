@@ -51,17 +51,54 @@ public struct JailLimits: Sendable, Hashable, Codable {
     }
 }
 
+/// What the judge makes of a job's `tests`.
+public enum TestKind: String, Sendable, Hashable, Codable, CaseIterable {
+    /// A Python file whose top-level asserts are the checks (MBPP).
+    case asserts
+    /// A Python file of top-level asserts and pytest-style `test_*` functions (and
+    /// `Test*` classes): each function, each `parametrize` case, is one check.
+    case pytest
+    /// A docstring's source (the string literal): each `>>>` example with expected
+    /// output is one check, compared as doctest compares.
+    case doctest
+}
+
 /// A program and the tests that judge it (MBPP: `test_list` joined, `test_setup_code`).
 public struct JailJob: Sendable, Hashable, Codable {
     public var program: String
     public var tests: String
     /// Runs before the program, in the same namespace (MBPP `test_setup_code`).
     public var setup: String
+    public var kind: TestKind
+    /// The program's module name: its `__name__` (so an `if __name__ == "__main__"`
+    /// block stays asleep) and what `import NAME` / `from NAME import f` in the tests
+    /// mean (the program). nil: `__main__`.
+    public var module: String?
+    /// pytest: only test functions that reach this name (directly, or through the
+    /// test file's own helpers and fixtures); nil runs them all.
+    public var select: String?
+    /// doctest: the module line the docstring starts on, so examples report module lines.
+    public var firstLine: Int
 
-    public init(program: String, tests: String, setup: String = "") {
+    public init(program: String, tests: String, setup: String = "", kind: TestKind = .asserts, module: String? = nil,
+                select: String? = nil, firstLine: Int = 1) {
         self.program = program
         self.tests = tests
         self.setup = setup
+        self.kind = kind
+        self.module = module
+        self.select = select
+        self.firstLine = firstLine
+    }
+
+    /// `key=value` lines for the judge. A value never holds a line break (a name given over
+    /// the wire could otherwise add options of its own).
+    var options: String {
+        func value(_ s: String) -> String { s.filter { $0 != "\n" && $0 != "\r" } }
+        var lines = ["kind=\(kind.rawValue)", "line=\(firstLine)"]
+        if let module { lines.append("module=\(value(module))") }
+        if let select { lines.append("select=\(value(select))") }
+        return lines.joined(separator: "\n")
     }
 }
 
@@ -79,8 +116,11 @@ public enum TestOutcome: String, Sendable, Codable {
 }
 
 public struct AssertResult: Sendable, Codable, Hashable {
-    /// Position among the asserts of the test file; -1 for a failing non-assert statement.
+    /// Position among the checks of the test file; -1 for a failing non-assert statement.
     public var index: Int
+    /// nil or "assert": a top-level assert; "test": one pytest-style test function (one
+    /// `parametrize` case), its id in `source`; "example": a doctest example.
+    public var kind: String?
     /// Line in the test file.
     public var line: Int
     public var source: String
@@ -93,8 +133,9 @@ public struct AssertResult: Sendable, Codable, Hashable {
     public var actual: String?
 
     public init(index: Int, line: Int, source: String, passed: Bool, exceptionType: String? = nil, message: String? = nil,
-                expected: String? = nil, actual: String? = nil) {
+                expected: String? = nil, actual: String? = nil, kind: String? = nil) {
         self.index = index
+        self.kind = kind
         self.line = line
         self.source = source
         self.passed = passed

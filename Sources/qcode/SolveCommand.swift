@@ -9,16 +9,19 @@ import RPC
 
 /// Where a task comes from on the command line.
 struct TaskOptions: ParsableArguments {
-    @Argument(help: "A task file (JSON, see examples/README.md) or an MBPP JSONL file (with --task-id).")
+    @Argument(help: "A task file (JSON, see examples/README.md), an MBPP or HumanEval JSONL file (with --task-id), or a Python module (with --function).")
     var task: String?
 
-    @Option(help: "The task_id to take from an MBPP JSONL file.")
+    @Option(help: "The task_id to take from a JSONL file.")
     var taskId: String?
+
+    @Option(help: "The function stub to fill in the module: its body is empty, `...`, `pass` or `raise NotImplementedError` (`Class.method` for a method).")
+    var function: String?
 
     @Option(help: "The task description, when not using a task file.")
     var prompt: String?
 
-    @Option(help: "A Python test file of asserts (with --prompt).")
+    @Option(help: "A Python test file: asserts (with --prompt), or asserts and pytest-style test functions (with --function; default: the docstring's examples, then test_MODULE.py or tests/test_MODULE.py beside the module).")
     var tests: String?
 
     @Option(help: "The function the tests call (default: read from the first test).")
@@ -27,15 +30,34 @@ struct TaskOptions: ParsableArguments {
     @Option(help: "Show the search only the first N tests (default: all).")
     var visible: Int?
 
+    /// A stub task: the module read here, its path and test file made absolute so the
+    /// daemon finds the same neighbours.
+    var stubRequest: (source: String, file: String, function: String, tests: String?)? {
+        get throws {
+            guard let function else { return nil }
+            guard prompt == nil else { throw ValidationError("--function fills a stub in a module; it does not go with --prompt") }
+            guard let path = task else { throw ValidationError("--function needs the module: qcode solve path/to/module.py --function NAME") }
+            let url = URL(fileURLWithPath: path)
+            guard let data = FileManager.default.contents(atPath: url.path) else {
+                throw ValidationError("cannot read the module \(path): check the path and its permissions")
+            }
+            return (String(decoding: data, as: UTF8.self), url.standardizedFileURL.path, function,
+                    tests.map { URL(fileURLWithPath: $0).standardizedFileURL.path })
+        }
+    }
+
     func load() throws -> CodeTask {
         var task: CodeTask
+        if let stub = try stubRequest {
+            return try StubTasks.load(source: stub.source, path: stub.file, function: stub.function, testFile: stub.tests)
+        }
         if let prompt {
             guard let tests else { throw ValidationError("--prompt needs --tests FILE, a Python file of asserts") }
             task = try TaskLoader.adHoc(text: prompt, testFile: URL(fileURLWithPath: tests), entryPoint: entryPoint)
         } else if let path = self.task {
             let url = URL(fileURLWithPath: path)
             if path.hasSuffix(".jsonl") {
-                let all = try TaskLoader.mbppFile(url)
+                let all = try TaskLoader.benchmarkFile(url)
                 guard let id = taskId else {
                     throw ValidationError("\(path) holds \(all.count) tasks: choose one with --task-id")
                 }
@@ -121,6 +143,18 @@ struct SolveFlags: ParsableArguments {
     @Option(help: "Q*: passing programs to collect before answering with the one whose behaviour most others share (1: the first that passes). Default: \(d.search.select).")
     var select: Int?
 
+    @Option(help: "MCTSr: self-evaluation scores sampled per new program (0: the tests' graded outcome alone). Default: \(d.search.rewardSamples).")
+    var rewardSamples: Int?
+
+    @Option(help: "MCTSr: exploration constant c₀ of UCT, scaled by the spread of the values seen. Default: \(d.search.exploration).")
+    var exploration: Double?
+
+    @Option(help: "MCTSr: refinements of one program before it counts as fully expanded. Default: \(d.search.maxChildren).")
+    var maxChildren: Int?
+
+    @Option(help: "MCTSr: start from a placeholder answer (\"I don't know\") instead of the greedy program. Default: \(d.search.placeholderRoot).")
+    var placeholderRoot: Bool?
+
     @Option(help: "What a step is: \(StepShape.allCases.map(\.rawValue).joined(separator: " or ")) (a code line with the comments before it). Default: \(d.steps.rawValue).")
     var steps: StepShape?
 
@@ -162,6 +196,10 @@ struct SolveFlags: ParsableArguments {
         if let revise { o.search.revise = revise }
         if let dedup { o.search.dedup = dedup }
         if let select { o.search.select = select }
+        if let rewardSamples { o.search.rewardSamples = rewardSamples }
+        if let exploration { o.search.exploration = exploration }
+        if let maxChildren { o.search.maxChildren = maxChildren }
+        if let placeholderRoot { o.search.placeholderRoot = placeholderRoot }
         if let steps { o.steps = steps }
         if let stepTokens { o.stepTokens = stepTokens }
         if let maxLineTokens { o.maxLineTokens = maxLineTokens }
@@ -185,7 +223,11 @@ extension StepShape: ExpressibleByArgument {}
 struct Solve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a program for a task by search, and test it.",
-        discussion: "Exit status: 0 the program passes the visible tests, 1 it does not (or no program), 2 an error.")
+        discussion: """
+            Exit status: 0 the program passes the visible tests (or, with --function and no tests found, \
+            a program was written, marked UNVERIFIED), 1 it does not (or no program), 2 an error.
+            Example: qcode solve examples/slugs/slugs.py --function slugify
+            """)
 
     @OptionGroup var taskOptions: TaskOptions
     @OptionGroup var flags: SolveFlags
@@ -197,7 +239,14 @@ struct Solve: AsyncParsableCommand {
     @Option(help: "Write the explored tree as an HTML page.")
     var trace: String?
 
+    @Flag(help: "With --function: write the new body into the module (only when it passes its tests, or when there are none).")
+    var write = false
+
     @OptionGroup var daemon: DaemonOptions
+
+    func validate() throws {
+        if write && taskOptions.function == nil { throw ValidationError("--write needs --function: it writes a stub's new body into its module") }
+    }
 
     func run() async throws {
         let task = try taskOptions.load()
@@ -214,10 +263,32 @@ struct Solve: AsyncParsableCommand {
             shown.trace = nil
             print(try JSONCoding.string(shown, pretty: true))
         } else {
-            print(result.program ?? "# no complete program within the budget")
+            let answer = result.function ?? result.program ?? "# no complete program within the budget"
+            print(answer.hasSuffix("\n") ? String(answer.dropLast()) : answer)
             print(result.summaryLine)
+            if task.stub != nil || task.suite != nil {
+                for a in result.asserts where !a.passed {
+                    print("#   ✗ \(a.source.split(separator: "\n").first ?? ""): \([a.exceptionType, a.message].compactMap { $0 }.joined(separator: ": "))")
+                }
+            }
         }
-        if !result.solved { throw ExitCode(1) }
+        if write, let stub = task.stub, let edit = result.edit, result.solved || !result.verified {
+            try writeBack(edit, to: stub)
+        } else if write {
+            FileHandle.standardError.write(Data("qcode solve: \(task.stub?.path ?? "the module") not written: the program does not pass its tests\n".utf8))
+        }
+        // Without tests, a program is an answer (unverified, and said so); with tests, only a pass is.
+        if !(result.solved || (!result.verified && result.program != nil)) { throw ExitCode(1) }
+    }
+
+    /// Applies the edit to the module, unless the file changed since it was read.
+    private func writeBack(_ edit: TextEdit, to stub: StubContext) throws {
+        guard let path = stub.path else { return }
+        let now = String(decoding: FileManager.default.contents(atPath: path) ?? Data(), as: UTF8.self)
+        guard now == stub.source else {
+            throw UserError("\(path) changed while qcode was solving: not written (run again, or apply the edit from --json)")
+        }
+        try AtomicFile.write(Data(edit.applied(to: now).utf8), to: URL(fileURLWithPath: path))
     }
 
     private func solveHere(_ task: CodeTask, _ options: SolveOptions, _ bar: ProgressBar) async throws -> SolveResult {
@@ -237,7 +308,11 @@ struct Solve: AsyncParsableCommand {
                   let p = try? v.decode(SolveProgress.self) else { return }
             bar.update(p.line)
         }
-        let params = SolveParams(task: TaskSpec(task), options: options, trace: trace != nil)
+        var params = SolveParams(task: TaskSpec(task), options: options, trace: trace != nil)
+        if let stub = try taskOptions.stubRequest {
+            params = SolveParams(source: stub.source, file: stub.file, function: stub.function, testFile: stub.tests,
+                                 options: options, trace: trace != nil)
+        }
         defer { bar.clear() }
         return try await daemonRequest(client, Method.solve, try JSONValue.encoding(params)).decode(SolveResult.self)
     }

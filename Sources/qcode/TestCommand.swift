@@ -11,13 +11,14 @@ struct TestCommand: AsyncParsableCommand {
         commandName: "test",
         abstract: "Run a solution against a test file in the jail.",
         discussion: """
-            Each top-level assert in TESTS runs separately; the verdict comes from the asserts, \
-            not from the program's exit code. Exit status: 0 passed, 1 failed (or timeout, crash, error), \
-            2 usage or I/O error.
+            Each top-level assert in TESTS runs separately, and so does each pytest-style test function \
+            (each parametrize case) when TESTS has them; `import MODULE` in TESTS is the solution, MODULE \
+            being its file name. The verdict comes from the checks, not from the program's exit code. \
+            Exit status: 0 passed, 1 failed (or timeout, crash, error), 2 usage or I/O error.
             """)
 
     @Argument(help: "The Python program under test.") var solution: String
-    @Argument(help: "A Python file of top-level assert statements.") var tests: String
+    @Argument(help: "A Python file of top-level asserts and/or pytest-style test functions.") var tests: String
     @Option(help: "Python code run before the program (MBPP test_setup_code).") var setup: String?
     @Option(help: "Wall-clock limit in seconds.") var timeout: Double = JailLimits.default.wallSeconds
     @Flag(help: "Print the verdict as JSON.") var json = false
@@ -31,13 +32,18 @@ struct TestCommand: AsyncParsableCommand {
         let program = try read(solution, what: "solution")
         let testSource = try read(tests, what: "tests")
         let setupSource = try setup.map { try read($0, what: "setup") } ?? ""
+        // pytest-style when the file defines tests; the solution is the module its name says.
+        let pytest = testSource.split(separator: "\n").contains { $0.hasPrefix("def test") || $0.hasPrefix("class Test") }
+        let module = URL(fileURLWithPath: solution).deletingPathExtension().lastPathComponent
+        let job = JailJob(program: program, tests: testSource, setup: setupSource, kind: pytest ? .pytest : .asserts,
+                          module: module.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" } ? module : nil)
         var limits = JailLimits.default
         limits.wallSeconds = timeout
         limits.cpuSeconds = max(1, min(limits.cpuSeconds, Int(timeout.rounded(.up))))
         let report: TestReport
         if daemon.noDaemon {
             do {
-                report = try await Jail(limits: limits).run(JailJob(program: program, tests: testSource, setup: setupSource))
+                report = try await Jail(limits: limits).run(job)
             } catch let error as JailError {
                 fail(error.description)
             }
@@ -46,7 +52,8 @@ struct TestCommand: AsyncParsableCommand {
             do { client = try await daemon.client(name: "qcode test") } catch { fail("\(error)") }
             defer { client.close() }
             do {
-                let params = TestParams(program: program, tests: testSource, setup: setupSource, timeout: timeout)
+                let params = TestParams(program: program, tests: testSource, setup: setupSource, timeout: timeout, kind: job.kind,
+                                        module: job.module)
                 report = try await daemonRequest(client, "qcode/test", try JSONValue.encoding(params)).decode(TestReport.self)
             } catch let e as ExitCode {
                 throw e
@@ -89,7 +96,7 @@ struct TestCommand: AsyncParsableCommand {
             print("--- stderr ---\n\(r.stderr.suffix(2000))")
         }
         let extra = r.signal.map { ", signal \($0)" } ?? ""
-        print("\(r.outcome.rawValue): \(r.passed)/\(r.total) asserts passed in \(String(format: "%.0f", r.wallMs)) ms\(extra) [\(r.isolation.rawValue)]")
+        print("\(r.outcome.rawValue): \(r.passed)/\(r.total) checks passed in \(String(format: "%.0f", r.wallMs)) ms\(extra) [\(r.isolation.rawValue)]")
     }
 
     private func printJSON(_ r: TestReport) {

@@ -27,8 +27,10 @@ struct FakeEndpoint {
         }
     }
 
+    /// SIGKILL: the test process may run with SIGTERM ignored (a command under test sets that
+    /// while its embedded server runs), and children inherit it, so `terminate()` left fakes behind.
     func stop() {
-        process.terminate()
+        kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
     }
 

@@ -271,7 +271,7 @@ import TestSupport
                                tests: ["assert add(1, 2) == 3", "assert add(5, 5) == 10", "assert add(0, 0) == 0"],
                                challengeTests: ["assert add(-1, 1) == 0"])
 
-    @Test(arguments: ["qstar", "greedy", "best-of-n"])
+    @Test(arguments: Planners.names)
     func hiddenAssertsNeverReachTheSearch(method: String) async throws {
         let model = ScriptedModel(lines: ["": [line("def add(a, b):")], "def add(a, b):": [line("    return a + b", finish: .endOfText)]],
                                   programs: [CompletionChoice(text: "def add(a, b):\n    return a + b\n", tokenLogprobs: [-0.1],
@@ -437,5 +437,87 @@ import TestSupport
         #expect(a.fingerprint == b.fingerprint)
         #expect(a.fingerprint != c.fingerprint)
         #expect(a.cost.verifierRuns == 1)
+    }
+}
+
+/// MCTSr's conversations with a model that answers by the kind of request:
+/// a wrong first program, a critique, a score, and a right rewrite.
+@Suite struct SelfRefineTests {
+    final class RoleModel: LanguageModel {
+        let requests = Mutex<[CompletionRequest]>([])
+        func complete(_ request: CompletionRequest) async throws -> CompletionResponse {
+            requests.withLock { $0.append(request) }
+            let p = request.prompt
+            let text: String
+            if p.hasSuffix("[Analyst]") {
+                text = " It subtracts instead of adding. [Score] -40"
+            } else if p.hasSuffix("<|im_start|>assistant\n") {
+                text = "The code subtracts; it should add."
+            } else if p.contains(PromptBuilder.refineRequest) {
+                text = "def add(a, b):\n    return a + b\n"
+            } else {
+                text = "def add(a, b):\n    return a - b\n"
+            }
+            let choice = CompletionChoice(text: text, tokenLogprobs: [-0.1], finish: .stop, tokens: 7)
+            return CompletionResponse(choices: Array(repeating: choice, count: request.n),
+                                      cost: Cost(llmCalls: 1, generatedTokens: 7 * request.n))
+        }
+    }
+
+    @Test func aWrongProgramIsCriticisedWithTheFailingTestScoredAndRewritten() async throws {
+        let model = RoleModel()
+        var options = SolveOptions()
+        options.method = "mctsr"
+        let result = try await Solver(model: model, verifier: ScriptedVerifier()).solve(addTask, options: options, trace: true)
+        #expect(result.solved)
+        #expect(result.program == "def add(a, b):\n    return a + b\n")
+        // The trace holds both judged programs, and its page shows them.
+        let trace = try #require(result.trace)
+        #expect(trace.compactMap(\.detail) == ["def add(a, b):\n    return a - b\n", "def add(a, b):\n    return a + b\n"])
+        #expect(trace.last?.action == "refined after the critique: The code subtracts; it should add.")
+        let page = TraceRenderer.html(title: "t", subtitle: "s", nodes: trace)
+        #expect(page.contains("<details><summary>program</summary><pre>def add(a, b):\n    return a - b\n</pre></details>"))
+        let prompts = model.requests.withLock { $0.map(\.prompt) }
+        // Greedy answer, its scores, the critique, the rewrite.
+        #expect(prompts.count == 4)
+        let critique = prompts[2]
+        #expect(critique.contains("return a - b\n```<|im_end|>"))
+        #expect(critique.contains("The code fails this test:\nassert add(1, 2) == 3\nAssertionError: got 0, expected 3"))
+        #expect(critique.contains(PromptBuilder.critiqueRequest))
+        #expect(prompts[3].hasPrefix(critique + "The code subtracts; it should add.<|im_end|>"))
+        #expect(prompts[3].hasSuffix("```python\n"))
+        let scoring = model.requests.withLock { $0[1] }
+        #expect(scoring.n == SearchSettings.defaults.rewardSamples)
+        #expect(scoring.prompt.contains(PromptBuilder.evaluationRequest))
+        #expect(result.statistics.cost.generatedTokens == 7 * (1 + 3 + 1 + 1))
+    }
+
+    /// docs/planners.md quotes the prompts word for word.
+    @Test func theDocumentedPromptsAreTheOnesSent() throws {
+        let page = try String(contentsOf: repoRoot.appendingPathComponent("docs/planners.md"), encoding: .utf8)
+        for request in [PromptBuilder.critiqueRequest, PromptBuilder.refineRequest, PromptBuilder.evaluationRequest] {
+            let quoted = request.split(separator: "\n", omittingEmptySubsequences: false).map { "> " + $0 }.joined(separator: "\n")
+            #expect(page.contains(quoted), "docs/planners.md does not quote: \(request)")
+        }
+    }
+
+    @Test func aPlainPromptStyleSaysMCTSrNeedsAConversation() async throws {
+        var options = SolveOptions()
+        options.method = "mctsr"
+        let solver = Solver(model: RoleModel(), verifier: ScriptedVerifier(), prompts: PromptBuilder(style: .plain))
+        await #expect(throws: UnsupportedByDomain.self) { _ = try await solver.solve(addTask, options: options) }
+    }
+
+    @Test(arguments: [
+        ("[Analyst] fine [Score] 85", 85.0), ("Score: -30/100", -30), ("a score of 7.5 overall", 7.5),
+        ("[Score]: −20", -20), ("Score: 10. Final score: 60", 60), ("Score: + 40", 40),
+    ] as [(String, Double)])
+    func theScoreIsTheFirstNumberAfterTheLastScore(text: String, score: Double) {
+        #expect(PromptBuilder.score(in: text) == score)
+    }
+
+    @Test(arguments: ["", "The code looks right.", "[Analyst] 3 flaws. [Score]", "score: none", "Score 100 then Score"])
+    func anAnswerWithoutAScoreHasNone(text: String) {
+        #expect(PromptBuilder.score(in: text) == nil)
     }
 }

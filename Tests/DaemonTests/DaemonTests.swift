@@ -552,8 +552,10 @@ import TestSupport
         try await client.initialize()
         let params = try JSONValue.encoding(TestParams(program: "import time\ntime.sleep(30)\n", tests: "assert True\n", timeout: 60))
         let id = client.makeID()
-        let request = Task { try await client.request("qcode/test", params, id: id) }
+        // Counted before the request starts: with the harness already compiled, the launcher
+        // can start before a scan of /proc made after the request would finish.
         let before = jailLaunchers()
+        let request = Task { try await client.request("qcode/test", params, id: id) }
         try await eventually("the jail to start") { jailLaunchers().count > before.count }
         client.notify("$/cancelRequest", ["id": .int(Int("\(id)")!)])
         // Answered while the program still had most of its 30 s sleep to go, and no launcher is left.
@@ -596,8 +598,9 @@ func jailLaunchers() -> Set<Int32> {
         let solve = Task { try await client.solve("greedy") }
         try await fake.waitForRequests(1)
         let first = fake.requestPids[0]
-        try fake.set(stall: false)
+        // Killed before it may answer: lifting the stall first would let it answer, under load, before the kill.
         kill(first, SIGKILL)
+        try fake.set(stall: false)
         let result = try await within(120, "the solve") { try await solve.value }
         #expect(result["program"]?.stringValue?.contains("return a + b") == true)
         #expect(fake.requestPids.count == 2 && fake.requestPids[1] != first)

@@ -175,13 +175,13 @@ struct EndpointDaemon {
     @Test func fewerChoicesThanAskedAreUsedAndNoneIsAnError() async throws {
         // best-of-n asks for 4 programs in one request; one comes back, and it passes.
         let d = try await EndpointDaemon([.init(body: goodCompletion)], otherwise: .init(body: "[]"))
-        guard case .success(let result) = try await d.solve("best-of-n", options: ["samples": 4]) else {
+        guard case .success(let result) = try await d.solve("best-of-n", options: ["samples": 4, "branch_samples": 4]) else {
             Issue.record("no solve from one choice of four"); return
         }
         #expect(result["passed"] == 2)
         #expect(d.endpoint.requests.withLock { $0[0] }.contains(#""n":4"#))
         // None at all is an error that says so.
-        let error = try await d.solveError("best-of-n", options: ["samples": 4])
+        let error = try await d.solveError("best-of-n", options: ["samples": 4, "branch_samples": 4])
         #expect(error?.message == "the LLM server sent a response qcode cannot read (an answer without completions, though 4 were "
             + "asked for): check that the endpoint is an OpenAI-compatible or llama.cpp server")
         #expect(try await d.lastError()?.contains("without completions") == true)
@@ -197,8 +197,8 @@ struct EndpointDaemon {
         guard case .success(let greedy) = try await d.solve() else { Issue.record("no solve without logprobs"); return }
         #expect(greedy["passed"] == 2)
         #expect(greedy["statistics"]?["cost"]?["generated_tokens"]?.intValue ?? 0 > 0)
-        // Q* on a line model that never finishes: the token budget stops it, as with logprobs.
-        guard case .success(let qstar) = try await d.solve("qstar", options: ["k": 2, "budget_tokens": 40]) else {
+        // K-step Q* on a line model that never finishes: the token budget stops it, as with logprobs.
+        guard case .success(let qstar) = try await d.solve("qstar", options: ["k": 2, "budget_tokens": 40, "continuations": false]) else {
             Issue.record("the search failed"); return
         }
         #expect(qstar["statistics"]?["stop"] == "tokens", "\(qstar)")

@@ -65,8 +65,10 @@ struct RealModelTests {
         let config = try Self.configuration(socket: tempSocketPath())
         let components = Components.make(config)
         let solver = Solver(model: components.model, verifier: try components.verifier(timeout: 10), values: ValueModels())
+        // A visible test no honest program passes, so the search cannot stop at
+        // its first program and must make further calls on the same slot.
         let task = CodeTask(id: "add", text: "Write a python function to add two numbers.",
-                            tests: ["assert add(1, 2) == 3"])
+                            tests: ["assert add(1, 2) == 3 and add(2, 2) == 5"])
         var options = SolveOptions()
         options.method = "qstar"
         options.search.k = 3
@@ -80,8 +82,9 @@ struct RealModelTests {
         let second = try await within(600, "the second Q* solve") { try await solver.solve(task, options: chosen, trace: true, slot: 1) }
         await components.shutdown()
         let stats = first.statistics
-        #expect(stats.expansions >= 2 || stats.stop == .solved)
-        #expect(stats.cost.llmCalls >= 2 || stats.stop == .solved)
+        #expect(stats.stop != .solved)
+        #expect(stats.expansions >= 2)
+        #expect(stats.cost.llmCalls >= 2)
         // Calls after the first find the task prefix in the slot's cache.
         #expect(stats.cost.cachedPromptTokens > 0)
         #expect(first.trace?.map(\.action) == second.trace?.map(\.action))

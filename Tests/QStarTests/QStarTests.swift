@@ -312,7 +312,7 @@ func search(_ domain: ScriptedDomain, lambda: Double = 1, agg: Aggregation = .mi
 
 @Suite struct PlannerRegistryTests {
     @Test func everyPlannerIsRegisteredOnceByName() {
-        #expect(Planners.names == ["qstar", "greedy", "best-of-n"])
+        #expect(Planners.names == ["qstar", "greedy", "best-of-n", "mctsr"])
         #expect(Set(Planners.names).count == Planners.all.count)
         for p in Planners.all { #expect(Planners.named(p.name)?.name == p.name) }
         #expect(Planners.named("nope") == nil)

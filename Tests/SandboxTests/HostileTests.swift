@@ -14,8 +14,12 @@ struct HostileCase: Sendable, CustomStringConvertible {
     var guards = true
     /// Run in degraded mode (`--no-userns`).
     var degraded = false
+    /// How the judge reads `tests` (pytest-style cases run the same attacks through test functions).
+    var kind: TestKind = .asserts
     var check: @Sendable (TestReport, LauncherStatus) -> Bool
-    var description: String { "\(name)\(degraded ? " [degraded]" : "")\(guards ? "" : " [no guards]")" }
+    var description: String {
+        "\(name)\(degraded ? " [degraded]" : "")\(guards ? "" : " [no guards]")\(kind == .asserts ? "" : " [\(kind.rawValue)]")"
+    }
 }
 
 /// Marker paths are unique per test process, so an earlier run cannot mask an escape.
@@ -478,7 +482,7 @@ let degradedCases: [HostileCase] = [
     },
 ]
 
-let hostileCases = forgeries + guards + layers + degradedCases
+let hostileCases = forgeries + guards + layers + degradedCases + testStyleCases
 
 @Suite("Hostile programs", .serialized)
 struct HostileTests {
@@ -508,7 +512,8 @@ struct HostileTests {
                     var jail = try Jail(launcher: launcher, limits: c.limits)
                     jail.guards = c.guards
                     jail.pool = pool
-                    let (r, st) = try await jail.runDetailed(JailJob(program: c.program, tests: c.tests), noUserNamespaces: c.degraded)
+                    let (r, st) = try await jail.runDetailed(JailJob(program: c.program, tests: c.tests, kind: c.kind),
+                                                             noUserNamespaces: c.degraded)
                     return (i, r, st)
                 }
             }
@@ -525,7 +530,7 @@ struct HostileTests {
             #expect(r.isolation == (c.degraded ? .degraded : .namespaces), "\(c)")
             #expect(r.path == (c.degraded ? .cold : path), "\(c) ran \(r.path.map(\.rawValue) ?? "?")")
         }
-        for m in markers {
+        for m in markers + markers.map({ $0 + "-fixture" }) + ["\(repoDir)/Sources/\(token)"] {
             #expect(!FileManager.default.fileExists(atPath: m), "escaped: \(m) exists on the host")
         }
         // Stopping the pool ends its zygotes and the jobs it set up ahead.
@@ -730,3 +735,88 @@ func poolProcesses() -> Set<Int32> {
     }
     return found
 }
+
+// MARK: - Tests as programmers write them (pytest-style functions, doctests)
+
+/// The same wrong tests, inside test functions: the rewritten asserts are judged in the
+/// judge exactly like top-level ones, so no forgery may pass them either.
+let wrongTestFunctions = "def test_wrong():\n    assert add(2, 2) == 999\n\ndef test_false():\n    x = add(1, 1)\n    assert False\n"
+
+let testStyleCases: [HostileCase] = Set(forgeries.filter { $0.tests == wrongTests }.map(\.program)).sorted().flatMap { program in
+    [true, false].map { guards in
+        HostileCase(name: "forgery through test functions", program: program, tests: wrongTestFunctions, guards: guards,
+                    kind: .pytest) { r, _ in r.passed == 0 && r.outcome != .passed }
+    }
+} + [
+    // Test code runs in the judge, which is jailed too: a fixture's writes outside the work dir fail.
+    HostileCase(name: "pytest: a fixture that writes outside the work dir", program: "def add(a, b):\n    return a + b\n", tests: """
+        import os, pytest
+
+        @pytest.fixture
+        def planted():
+            written = []
+            for path in \(pyList(markers.map { $0 + "-fixture" })) + ['\(repoDir)/Sources/\(token)']:
+                try:
+                    with open(path, 'w') as f:
+                        f.write('x')
+                    written.append(path)
+                except OSError:
+                    pass
+            yield written
+
+        def test_add(planted):
+            assert add(2, 2) == 4
+            assert planted in ([], ['/tmp/\(token)-fixture'])
+        """, kind: .pytest) { r, _ in r.outcome == .passed && r.passed == 1 },
+    // A test that ends the judge's process: the tests after it never ran, so nothing passes as a whole.
+    HostileCase(name: "pytest: a test that calls os._exit(0)", program: "def add(a, b):\n    return a + b\n", tests: """
+        import os
+
+        def test_first():
+            assert add(1, 1) == 2
+
+        def test_exit():
+            os._exit(0)
+
+        def test_after():
+            assert add(2, 2) == 999
+        """, kind: .pytest) { r, _ in
+        r.outcome == .failed && r.passed == 1 && r.total == 3 && r.asserts[2].message?.hasPrefix("not run") == true
+    },
+    HostileCase(name: "pytest: a test that raises SystemExit", program: "def add(a, b):\n    return a + b\n",
+                tests: "import sys\n\ndef test_exit():\n    sys.exit(0)\n\ndef test_wrong():\n    assert add(2, 2) == 999\n",
+                kind: .pytest) { r, _ in r.outcome == .failed && r.passed == 0 && r.asserts[0].exceptionType == "SystemExit" },
+    // The program ends inside a call the test wraps in `except BaseException`: the end is not swallowed.
+    HostileCase(name: "pytest: the program exits inside a test that swallows everything", program: "import os\ndef add(a, b):\n    os._exit(0)\n",
+                tests: "def test_swallow():\n    try:\n        add(1, 2)\n    except BaseException:\n        pass\n    assert True\n\n"
+                    + "def test_later():\n    assert True\n", kind: .pytest) { r, _ in
+        r.outcome != .passed && r.passed == 0
+    },
+    HostileCase(name: "asserts: a helper that swallows the program's end", program: "import os\ndef add(a, b):\n    os._exit(0)\n",
+                tests: "def safe():\n    try:\n        return add(1, 2)\n    except BaseException:\n        return 3\n\nassert safe() == 3\n") { r, _ in
+        r.outcome != .passed && r.passed == 0
+    },
+    // doctest compares repr: a program object's repr is never asked for, whatever it would say.
+    HostileCase(name: "doctest: an object whose repr is the expected output", program: """
+        class Four:
+            def __repr__(self):
+                return '4'
+            def __eq__(self, o):
+                return True
+        def add(a, b):
+            return Four()
+        """, tests: "'''\n>>> add(2, 2)\n4\n>>> add(2, 2) == 5\nTrue\n'''", kind: .doctest) { r, _ in
+        r.passed == 0 && r.outcome == .failed && r.asserts.allSatisfy { $0.exceptionType == "UnjudgeableValue" }
+    },
+    // What a call prints counts for doctest; printing around the calls (at import, from a thread later) does not.
+    HostileCase(name: "doctest: output printed outside the call", program: """
+        import threading, time
+        print('5')
+        def later():
+            time.sleep(0.2)
+            print('5')
+        def add(a, b):
+            threading.Thread(target=later).start()
+            return None
+        """, tests: "'''\n>>> add(2, 2)\n5\n'''", kind: .doctest) { r, _ in r.passed == 0 && r.outcome == .failed },
+]

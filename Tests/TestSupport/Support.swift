@@ -341,6 +341,10 @@ extension SolveOptions {
         o.search.revise = 0.125
         o.search.dedup = true
         o.search.select = 3
+        o.search.rewardSamples = 5
+        o.search.exploration = 0.7
+        o.search.maxChildren = 2
+        o.search.placeholderRoot = true
         o.steps = o.steps == .code ? .lines : .code
         o.stepTokens = 8
         o.maxLineTokens = 33
