@@ -680,10 +680,10 @@ static void answer(struct set *s) {
   if (!res->ran) res->cpu_ms = s->init_cpu_ms;
   res->max_rss_kb = s->maxrss_kb;
   if (!res->ran && (res->timed_out || res->flood)) res->signal = SIGKILL;
-  if (!s->failure[0] && !res->ran && !res->timed_out && !res->flood && !s->cancelled &&
-      (res->setup_error[0] || res->exec_error[0]))
-    snprintf(s->failure, sizeof s->failure, "the warm jail could not start the job: %s",
-             res->setup_error[0] ? res->setup_error : res->exec_error);
+  /* A program that never reported, unless we ended it, is the pool's failure, not the job's verdict. */
+  if (!s->failure[0] && !res->ran && !res->timed_out && !res->flood && !s->cancelled)
+    snprintf(s->failure, sizeof s->failure, "the warm jail could not run the job: %s",
+             res->setup_error[0] ? res->setup_error : res->exec_error[0] ? res->exec_error : "its init ended first");
   if (s->failure[0] || s->cancelled) {
     send_text('E', s->id, s->cancelled ? "cancelled" : s->failure);
     return;
@@ -804,6 +804,9 @@ static void slot_message(int k) {
                  s->res.setup_error[0] ? s->res.setup_error : s->res.exec_error[0] ? s->res.exec_error : m.text);
       } else if (s->attached && (s->res.ran || s->res.timed_out || s->res.flood)) {
         sl->failed_sets = 0;
+      } else if (s->attached && !s->killed) {
+        sl->failed_sets++; /* its init ended before the program reported: the job reruns cold */
+        snprintf(last_failure, sizeof last_failure, "a warm job's init ended before its program reported");
       }
       set_ended(s);
       sl->set = NULL;

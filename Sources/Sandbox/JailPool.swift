@@ -43,7 +43,8 @@ public final class JailPool: Sendable {
     private struct Inner {
         var state: State = .off
         var server: PoolServer?
-        var deaths = 0
+        /// Servers in a row that ended within a minute of their start.
+        var youngDeaths = 0
         var readyWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
@@ -166,9 +167,11 @@ public final class JailPool: Sendable {
         inner.withLock { s in
             guard s.server === server else { return }
             s.server = nil
-            s.deaths += 1
-            // A server that says the pool cannot work here is believed; one that died is started again, twice.
-            if unavailable || s.deaths > 2 {
+            // A server that says the pool cannot work here is believed; one that died is started again,
+            // unless it keeps dying young (three in a row, each within a minute of its start): then
+            // something here kills it, and restarting it would only make every job wait for it.
+            s.youngDeaths = ContinuousClock.now - server.started > .seconds(60) ? 0 : s.youngDeaths + 1
+            if unavailable || s.youngDeaths >= 3 {
                 s.state = .unavailable(why)
             } else {
                 s.state = .off
@@ -234,6 +237,7 @@ final class PoolServer: Sendable {
     }
 
     let pid: pid_t
+    let started = ContinuousClock.now
     private let requests: Int32
     private let answers: Int32
     private let diagnostics: Int32
@@ -412,7 +416,9 @@ final class PoolServer: Sendable {
             s.pending = [:]
             return (p, String(decoding: s.stderr.suffix(400), as: UTF8.self))
         }
-        let why = unavailable ?? "the warm pool's server ended (status \(status))" + (tail.isEmpty ? "" : ": \(tail)")
+        let ending = status & 0x7f != 0 ? "was killed by signal \(status & 0x7f)" : "exited with status \((status >> 8) & 0xff)"
+        let why = (unavailable ?? "the warm pool's server \(ending)")
+            + (tail.isEmpty ? "" : "; its stderr: \(tail.trimmingCharacters(in: .whitespacesAndNewlines))")
         for p in pending { p.cont.resume(returning: .failed(why)) }
         pool?.serverEnded(self, why: why, unavailable: unavailable != nil)
     }

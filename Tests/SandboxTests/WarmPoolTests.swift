@@ -51,6 +51,13 @@ func children(of parent: pid_t) -> Set<pid_t> {
     return found
 }
 
+/// The parent of `pid`, nil once it is gone.
+func parent(of pid: pid_t) -> pid_t? {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let fields = stat.split(separator: ")").last?.split(separator: " "), fields.count > 2 else { return nil }
+    return pid_t(fields[1])
+}
+
 /// Everything a job can observe of the state it starts in, printed: two jobs
 /// that start alike print the same text. Addresses (`id`) of builtins and of
 /// preloaded modules' attributes are the zygote's own, so a job that reached
@@ -345,6 +352,70 @@ struct WarmPoolFaultTests {
         #expect(pool.serverPID == server)
     }
 
+    /// A job whose init ends before its program reports (here: killed from outside)
+    /// is the pool's failure, not the program's: the job reruns cold and gets its real
+    /// verdict, never one made up from a run that did not finish.
+    @Test func anInitThatEndsFirstRerunsCold() async throws {
+        let pool = try await readyPool(slots: 1)
+        defer { pool.shutdown() }
+        let jail = try warmJail(pool, limits: JailLimits(wallSeconds: 60, cpuSeconds: 53))
+        // Warm, the program waits to be caught (a preloaded module says it is warm); cold, it does not.
+        let job = JailJob(program: "import sys, time\nif 'cmath' in sys.modules:\n    time.sleep(50)\ndef add(a, b):\n    return a + b\n",
+                          tests: "assert add(1, 2) == 3\nassert add(2, 2) == 5\n")
+        let start = ContinuousClock.now
+        let run = Task { try await jail.run(job) }
+        var initPID: pid_t?
+        try await eventually("the job is running in the pool") {
+            initPID = jailProcesses(cpuSeconds: 53).lazy.compactMap(parent(of:)).first
+            return initPID != nil
+        }
+        let server = try #require(pool.serverPID)
+        let zygote = try #require(children(of: server).first)
+        let victim = try #require(initPID)
+        try #require(children(of: zygote) == [victim], "\(victim) is not the job's init")
+        kill(victim, SIGKILL)
+        let r = try await run.value
+        #expect(r.path == .cold)
+        #expect(r.outcome == .failed && r.passed == 1 && r.total == 2, "\(r.outcome) \(r.passed)/\(r.total) \(r.stderr.suffix(300))")
+        #expect(ContinuousClock.now - start < .seconds(40), "the cold rerun slept: it ran warm again")
+        // One such job does not take the slot out of service.
+        let again = try await warmJail(pool).run(JailJob(program: "y = 1\n", tests: "assert y == 1"))
+        #expect(again.path == .warm && again.outcome == .passed)
+    }
+
+    /// A server that dies soon after every start is not restarted forever: the third
+    /// in a row makes the pool unavailable, with what the server said on stderr.
+    @Test func aPoolThatKeepsDyingYoungBecomesUnavailable() async throws {
+        let dir = try tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let real = try Jail().launcher.path
+        let fake = dir.appendingPathComponent("qcode-jail")
+        try """
+            #!/bin/sh
+            if [ "$1" = "--serve" ]; then echo "qcode-jail: the zygote hit a wall" >&2; exit 3; fi
+            exec '\(real)' "$@"
+            """.write(to: fake, atomically: true, encoding: .utf8)
+        chmod(fake.path, 0o755)
+        let pool = JailPool(jail: try Jail(launcher: fake), slots: 1)
+        defer { pool.shutdown() }
+        var states: [JailPool.State] = []
+        for _ in 0..<4 {
+            let state = await pool.waitUntilSettled()
+            states.append(state)
+            if case .unavailable = state { break }
+        }
+        #expect(states.dropLast() == [.off, .off], "\(states)")
+        guard case .unavailable(let why) = states.last else {
+            Issue.record("the pool is \(String(describing: states.last)), not unavailable")
+            return
+        }
+        #expect(why.contains("exited with status 3") && why.contains("the zygote hit a wall"), "\(why)")
+        var jail = try Jail(launcher: fake)
+        jail.pool = pool
+        let r = try await jail.run(JailJob(program: "x = 2\n", tests: "assert x == 2"))
+        #expect(r.path == .cold && r.outcome == .passed)
+    }
+
     /// Turns at a full gate go round the lanes: a lane with three waiters does not
     /// go before a lane that came later with one.
     @Test func theGateTakesLanesInTurn() async throws {
@@ -452,8 +523,7 @@ final class ServerDriver {
     }
 
     func job(_ id: Int, limits: String = "10 5 1073741824 16777216 64 64 65536 33554432", program: String, tests: String) {
-        let p = Data(program.utf8), t = Data(tests.utf8)
-        send("J", id, Data("\(limits)\n".utf8) + Data("nonce\n\(p.count) \(t.count) 0 1\n".utf8) + p + t)
+        send("J", id, Data("\(limits)\n".utf8) + Harness.frame(nonce: "nonce", job: JailJob(program: program, tests: tests)))
     }
 
     /// The next frame, or nil at EOF.
