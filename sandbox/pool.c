@@ -405,6 +405,7 @@ struct slot {
   pid_t pid;
   int pidfd, ctl;
   int restarts;
+  unsigned gen;    /* counts its zygotes: a poll result for an earlier one is stale */
   int failed_sets; /* sets in a row that died before their request: a broken slot */
   double since;
   struct set *set; /* BUSY: the set it holds */
@@ -496,6 +497,7 @@ static void start_slot(int k) {
     return;
   }
   s->pid = pid;
+  s->gen++;
   s->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
   s->ctl = sv[0];
   s->state = SLOT_STARTING;
@@ -980,6 +982,7 @@ int serve_main(int argc, char **argv) {
   struct pollfd pf[MAX_POLL];
   void *who[MAX_POLL];
   int what[MAX_POLL];
+  unsigned gen[MAX_POLL];
 
   while (!g_stop && input_open) {
     if (getppid() != parent) break; /* qcode died and something else holds our stdin */
@@ -998,8 +1001,8 @@ int serve_main(int argc, char **argv) {
         end_slot(k, "the warm jail's zygote took over a minute to start", 0);
         continue;
       }
-      pf[n] = (struct pollfd){sl->ctl, POLLIN, 0}, who[n] = sl, what[n++] = -2;
-      if (sl->pidfd >= 0) pf[n] = (struct pollfd){sl->pidfd, POLLIN, 0}, who[n] = sl, what[n++] = -3;
+      pf[n] = (struct pollfd){sl->ctl, POLLIN, 0}, who[n] = sl, gen[n] = sl->gen, what[n++] = -2;
+      if (sl->pidfd >= 0) pf[n] = (struct pollfd){sl->pidfd, POLLIN, 0}, who[n] = sl, gen[n] = sl->gen, what[n++] = -3;
     }
     for (struct set *s = sets; s; s = s->next) {
       if (s->attached && !s->answered) {
@@ -1026,7 +1029,9 @@ int serve_main(int argc, char **argv) {
         if (read_requests(&in) < 0) input_open = 0;
       } else if (what[i] == -2 || what[i] == -3) {
         int k = (int)((struct slot *)who[i] - slots);
-        if (slots[k].state == SLOT_DEAD) continue;
+        /* A zygote's end shows on its socket and its pidfd at once: once one of them
+         * replaced it, the other is news of the old zygote, not the new one. */
+        if (slots[k].state == SLOT_DEAD || slots[k].gen != gen[i]) continue;
         if (what[i] == -2) slot_message(k);
         else end_slot(k, "the warm jail's zygote died", slots[k].state != SLOT_STARTING);
       } else {

@@ -87,15 +87,22 @@ public final class JailPool: Sendable {
     /// Starts the pool if needed and waits until it is ready or known unavailable.
     @discardableResult
     public func waitUntilSettled() async -> State {
-        warm()
         await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
-            let settled = inner.withLock { s -> Bool in
-                if s.state == .starting || s.state == .off {
+            // Starting and waiting under one lock: a server that dies between the two leaves
+            // the pool off, and a waiter added then would wait for a start that never comes.
+            let (settled, start) = inner.withLock { s -> (Bool, Bool) in
+                switch s.state {
+                case .ready, .unavailable: return (true, false)
+                case .starting:
                     s.readyWaiters.append(cont)
-                    return false
+                    return (false, false)
+                case .off:
+                    s.state = .starting
+                    s.readyWaiters.append(cont)
+                    return (false, true)
                 }
-                return true
             }
+            if start { Task { await self.launch() } }
             if settled { cont.resume() }
         }
         return state
@@ -272,42 +279,20 @@ final class PoolServer: Sendable {
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &sv) == 0 else {
             throw JailError.spawnFailed("socketpair", errno: errno)
         }
-        var out: [Int32] = [0, 0], err: [Int32] = [0, 0]
+        var out: [Int32] = [-1, -1], err: [Int32] = [-1, -1]
         guard c_pipe2(&out, O_CLOEXEC) == 0, c_pipe2(&err, O_CLOEXEC) == 0 else {
             let e = errno
-            close(sv[0]); close(sv[1])
+            for fd in sv + out + err where fd >= 0 { close(fd) }
             throw JailError.spawnFailed("pipe", errno: e)
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, sv[1], 0)
-        posix_spawn_file_actions_adddup2(&actions, out[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, err[1], 2)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        var defaults = sigset_t()
-        sigfillset(&defaults)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setpgroup(&attr, 0) // a terminal's Ctrl-C is qcode's to handle, not the pool's
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-        let argv = ([jail.launcher.path] + args).map { strdup($0) } + [nil]
-        defer { for p in argv { free(p) } }
-        let envp: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/bin:/bin"), nil]
-        defer { for p in envp { free(p) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, jail.launcher.path, &actions, &attr, argv, envp)
-        close(sv[1]); close(out[1]); close(err[1])
-        guard rc == 0 else {
+        defer { close(sv[1]); close(out[1]); close(err[1]) } // the server's own ends
+        do {
+            let pid = try Spawner.spawn(jail.launcher.path, arguments: args, fds: [sv[1], out[1], err[1]])
+            return PoolServer(pid: pid, requests: sv[0], answers: out[0], diagnostics: err[0], pool: pool)
+        } catch {
             close(sv[0]); close(out[0]); close(err[0])
-            if rc == ENOENT || rc == EACCES { throw JailError.launcherNotFound(searched: [jail.launcher.path]) }
-            throw JailError.spawnFailed("posix_spawn \(jail.launcher.path) --serve", errno: rc)
+            throw error
         }
-        return PoolServer(pid: pid, requests: sv[0], answers: out[0], diagnostics: err[0], pool: pool)
     }
 
     /// Starts reading answers and sends the zygote's setup. Separate from `start`
