@@ -6,7 +6,7 @@ import Testing
 
 /// A scripted domain whose verifier takes time (per program) and counts how many
 /// verifications run at once, and which of them were cancelled.
-struct SlowVerifierDomain: PlanningDomain {
+struct SlowVerifierDomain: ScriptedVariant {
     var base: ScriptedDomain
     /// How long verifying each terminal key takes (default 10 ms).
     var delays: [String: Duration] = [:]
@@ -16,19 +16,6 @@ struct SlowVerifierDomain: PlanningDomain {
         private let state = Mutex((now: 0, peak: 0, cancelled: 0))
         func withLock<R>(_ body: (inout (now: Int, peak: Int, cancelled: Int)) -> R) -> R { state.withLock { body(&$0) } }
     }
-
-    var root: [String] { base.root }
-    func propose(from state: [String], k: Int, seed: UInt64) async throws -> Expansion<String> {
-        try await base.propose(from: state, k: k, seed: seed)
-    }
-    func continuations(from state: [String], n: Int, temperature: Double, seed: UInt64) async throws -> Continuations<String> {
-        try await base.continuations(from: state, n: n, temperature: temperature, seed: seed)
-    }
-    func apply(_ action: String, to state: [String]) -> [String] { base.apply(action, to: state) }
-    func processReward(of state: [String]) -> Double { base.processReward(of: state) }
-    func isTerminal(_ state: [String]) -> Bool { base.isTerminal(state) }
-    func key(of state: [String]) -> String { base.key(of: state) }
-    func describe(_ action: String) -> String { action }
 
     func verify(_ state: [String]) async throws -> Verification {
         running.withLock { $0.now += 1; $0.peak = max($0.peak, $0.now) }

@@ -484,12 +484,20 @@ extension WarmPoolFaultTests {
         defer { pool.shutdown() }
         let a = JailRunner(jail: try warmJail(pool)), b = JailRunner(jail: try warmJail(pool, limits: JailLimits(wallSeconds: 9)))
         let log = Log()
-        func job(_ name: String) -> JailJob { JailJob(program: "import time\ntime.sleep(0.2)\nname = '\(name)'\n", tests: "assert True") }
-        var tasks: [Task<Void, Error>] = []
-        for name in ["a1", "a2", "a3", "a4"] {
-            tasks.append(Task { try await JailPool.$lane.withValue(1) { _ = try await a.run(job(name)) }; await log.add(name) })
+        // a1 holds the only slot long enough for the others to queue behind it, one by one.
+        func job(_ name: String) -> JailJob {
+            JailJob(program: "import time\ntime.sleep(\(name == "a1" ? 1.5 : 0.2))\nname = '\(name)'\n", tests: "assert True")
         }
-        try await eventually("a2-a4 wait") { await pool.gate.queued == 3 }
+        var tasks: [Task<Void, Error>] = []
+        // One at a time, so the order they reach the gate is the order they were made in.
+        for (i, name) in ["a1", "a2", "a3", "a4"].enumerated() {
+            tasks.append(Task { try await JailPool.$lane.withValue(1) { _ = try await a.run(job(name)) }; await log.add(name) })
+            if i == 0 {
+                try await eventually("a1 runs") { await a.stats.runs == 1 }
+            } else {
+                try await eventually("\(name) waits") { await pool.gate.queued == i }
+            }
+        }
         tasks.append(Task { try await JailPool.$lane.withValue(2) { _ = try await b.run(job("b1")) }; await log.add("b1") })
         try await eventually("b1 waits") { await pool.gate.queued == 4 }
         for t in tasks { try await t.value }
