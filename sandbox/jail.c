@@ -28,6 +28,11 @@
  * launcher's final status is one JSON line on --status-fd (default 4;
  * stderr when that is not open).
  *
+ *   qcode-jail --serve --slots N --libpython PATH --python PATH --pyversion V [--ro DIR]...
+ *
+ * The warm pool (pool.c): jails set up once, a fresh program and judge forked
+ * per job from an interpreter that already loaded the harness.
+ *
  *   qcode-jail --tied-to-parent -- COMMAND ARGS...
  *
  * A second, unrelated job: run COMMAND (not jailed) so that it is killed
@@ -82,71 +87,19 @@
 #define SIOCSPGRP 0x8902
 #endif
 
-#define NOBODY 65534
-/* Host uids that "root inside the namespace" (setup, init) and the judge map
- * to. They own no host files, so even a setup bug cannot write anything as a
- * real user, and the program (nobody) can neither signal nor read the judge. */
-#define SETUP_HOST_UID 100000
-#define JUDGE_NS_UID 1
-#define JUDGE_HOST_UID 100001
-/* Degraded mode as root: slot k runs the program as SLOT_UID_BASE + 2k and the
- * judge as SLOT_UID_BASE + 2k + 1, far above real accounts and the usual
- * subordinate-id ranges. */
-#define SLOT_UID_BASE 1879048192u
-#define SLOTS 512
-/* Without a memory cgroup, fds are what bounds pipe buffers (memfd is denied). */
-#define FALLBACK_NOFILE 32
-
-enum { EXIT_USAGE = 2, EXIT_SETUP = 125 };
-enum { ROLE_PROGRAM, ROLE_JUDGE };
-
-struct opts {
-  double wall;       /* seconds, enforced here */
-  long cpu;          /* RLIMIT_CPU seconds */
-  long mem;          /* RLIMIT_AS bytes */
-  long fsize;        /* RLIMIT_FSIZE bytes */
-  long nproc;        /* RLIMIT_NPROC */
-  long nofile;       /* RLIMIT_NOFILE */
-  long out;          /* bytes of stdout and of stderr passed on */
-  long tmpfs;        /* size of the /tmp work dir (namespace mode) */
-  int no_userns;
-  int status_fd;
-  const char *ro[16]; /* extra read-only directories (--ro), e.g. an interpreter outside /usr */
-  int nro;
-  const char *cgroup; /* a delegated cgroup v2 directory to create run cgroups in */
-  char **judge_argv;  /* NULL: one process, the command, as before --judge existed */
-  char **argv;
-};
-
-/* Who runs what: host-visible ids differ per mode, see the top of the file. */
-struct ids {
-  uid_t program_uid, judge_uid;
-  gid_t program_gid, judge_gid;
-  int change;        /* 0: degraded and not root, everything runs as the caller */
-  int memory_cgroup; /* 1: a cgroup caps the run's memory, memfd may stay */
-  int landlock;      /* degraded only: landlock ABI in force, 0 when unavailable */
-};
-
-/* init -> launcher messages. */
-enum { MSG_SETUP_OK = 1, MSG_SETUP_ERR, MSG_EXEC_ERR, MSG_CHILD_STATUS, MSG_JUDGE_STATUS, MSG_LANDLOCK };
-struct msg {
-  int kind;
-  int value;
-  double cpu_ms;
-  char text[240];
-};
+#include "jail.h"
 
 static volatile sig_atomic_t g_init_pid = 0;
 static volatile sig_atomic_t g_ns = 0;
 static volatile sig_atomic_t g_terminated = 0;
 
-static double now_ms(void) {
+double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static void send_msg(int fd, int kind, int value, double cpu_ms, const char *fmt, ...) {
+void send_msg(int fd, int kind, int value, double cpu_ms, const char *fmt, ...) {
   struct msg m;
   memset(&m, 0, sizeof m);
   m.kind = kind;
@@ -162,7 +115,7 @@ static void send_msg(int fd, int kind, int value, double cpu_ms, const char *fmt
   do r = write(fd, &m, sizeof m); while (r < 0 && errno == EINTR);
 }
 
-static int write_all(int fd, const char *p, size_t n) {
+int write_all(int fd, const char *p, size_t n) {
   while (n > 0) {
     ssize_t w = write(fd, p, n);
     if (w < 0) {
@@ -175,7 +128,7 @@ static int write_all(int fd, const char *p, size_t n) {
   return 0;
 }
 
-static int write_file(const char *path, const char *text) {
+int write_file(const char *path, const char *text) {
   int fd = open(path, O_WRONLY | O_CLOEXEC);
   if (fd < 0) return -1;
   int rc = write_all(fd, text, strlen(text));
@@ -196,7 +149,7 @@ static void usage(void) {
 
 /* Whole decimal number in [lo, hi]: "nan", "1e9", "12abc" and overflow are refused,
  * so no flag can quietly disable a limit. */
-static int parse_long(const char *v, long lo, long hi, long *out) {
+int parse_long(const char *v, long lo, long hi, long *out) {
   char *end = NULL;
   errno = 0;
   long x = strtol(v, &end, 10);
@@ -264,7 +217,7 @@ static int parse(int argc, char **argv, struct opts *o) {
  * set of syscalls, while the dangerous ones are few and stable. Denied calls
  * fail with EPERM (not a kill) so the program sees a PermissionError and the
  * judge can still report every assert. Both the program and the judge get it. */
-static int install_seccomp(pid_t self, const struct ids *ids) {
+int install_seccomp(pid_t self, const struct ids *ids) {
   scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
   if (!ctx) return -1;
   /* x32 or i386 syscalls dodge a filter written for x86_64: kill the whole
@@ -439,14 +392,16 @@ static int cgroup2_mount(char *out, size_t len) {
   return found;
 }
 
-/* Puts `pid` (init, before it runs anything) in a fresh cgroup with
- * memory.max, under --cgroup DIR or, as root, under <cgroup2 root>/qcode-jail.
- * Everything in the run then shares one memory budget that memfd, tmpfs and
- * pipe pages cannot escape. Any failure just means no cgroup: the seccomp
- * fallback takes over and the run goes on. */
-static int cgroup_enter(const struct opts *o, pid_t pid) {
+/* Puts `pid` (init, before it runs anything) in a fresh cgroup `name` with
+ * memory.max, under --cgroup DIR or, as root, under <cgroup2 root>/qcode-jail;
+ * its path goes to `cg` ("" when none). Everything in the run then shares one
+ * memory budget that memfd, tmpfs and pipe pages cannot escape. Any failure
+ * just means no cgroup: the seccomp fallback takes over and the run goes on.
+ * `name` starts with "run-<pid of its creator>", so a creator that was
+ * SIGKILLed leaves cgroups the next one recognises and removes. */
+int cgroup_enter(const struct opts *o, pid_t pid, const char *name, char *cg, size_t len) {
   char parent[320], path[400];
-  g_cgroup[0] = '\0';
+  cg[0] = '\0';
   if (o->cgroup) {
     snprintf(parent, sizeof parent, "%s", o->cgroup);
   } else {
@@ -472,33 +427,32 @@ static int cgroup_enter(const struct opts *o, pid_t pid) {
     }
   }
   if (d) closedir(d);
-  snprintf(g_cgroup, sizeof g_cgroup, "%s/run-%d", parent, (int)getpid());
-  if (mkdir(g_cgroup, 0755) < 0) {
-    g_cgroup[0] = '\0';
+  if (snprintf(cg, len, "%s/%s", parent, name) >= (int)len || mkdir(cg, 0755) < 0) {
+    cg[0] = '\0';
     return 0;
   }
   /* The program's address space, its work dir, and room for the judge and init. */
   char value[64];
   snprintf(value, sizeof value, "%ld", o->mem + o->tmpfs + (128L << 20));
-  snprintf(path, sizeof path, "%s/memory.max", g_cgroup);
+  snprintf(path, sizeof path, "%s/memory.max", cg);
   int ok = write_file(path, value) == 0;
-  snprintf(path, sizeof path, "%s/memory.swap.max", g_cgroup);
+  snprintf(path, sizeof path, "%s/memory.swap.max", cg);
   write_file(path, "0"); /* absent without swap accounting: fine */
   snprintf(value, sizeof value, "%d", (int)pid);
-  snprintf(path, sizeof path, "%s/cgroup.procs", g_cgroup);
+  snprintf(path, sizeof path, "%s/cgroup.procs", cg);
   if (!ok || write_file(path, value) < 0) {
-    rmdir(g_cgroup);
-    g_cgroup[0] = '\0';
+    rmdir(cg);
+    cg[0] = '\0';
     return 0;
   }
   return 1;
 }
 
-static void cgroup_leave(void) {
-  if (!g_cgroup[0]) return;
+void cgroup_leave(char *cg) {
+  if (!cg[0]) return;
   /* The last exits are reaped before we get here, but the kernel may lag a moment. */
-  for (int i = 0; i < 100 && rmdir(g_cgroup) < 0 && errno == EBUSY; i++) usleep(2000);
-  g_cgroup[0] = '\0';
+  for (int i = 0; i < 100 && rmdir(cg) < 0 && errno == EBUSY; i++) usleep(2000);
+  cg[0] = '\0';
 }
 
 /* ---- the jail's root (namespace mode) -------------------------------------------- */
@@ -571,7 +525,7 @@ static int put_file(const char *path, const char *text) {
  * null, zero, full, random and urandom only, a fresh /proc for this PID
  * namespace and a writable tmpfs /tmp as the work dir. Whatever else the host
  * has (data folders, mounts, device nodes, whatever their names) does not exist here. */
-static int setup_fs(const struct opts *o, char *err, size_t errlen) {
+int setup_fs(const struct opts *o, char *err, size_t errlen) {
 #define FAIL(what) do { snprintf(err, errlen, "%s: %s", what, strerror(errno)); return -1; } while (0)
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) FAIL("make / private");
   if (mount("qcode-root", ROOT, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=512,mode=0755") < 0)
@@ -680,8 +634,8 @@ static int place_fds(const int *fds, int n, int keep) {
   return 0;
 }
 
-__attribute__((noreturn)) static void exec_child(const struct opts *o, int ns, int role, const int *fds, int nfds,
-                                                 int st_w, pid_t init_pid, const struct ids *ids) {
+int child_setup(const struct opts *o, int ns, int role, const int *fds, int nfds, int st_w, pid_t init_pid,
+                const struct ids *ids, int reset_handlers) {
   const char *who = role == ROLE_JUDGE ? "judge" : "program";
 #define DIE(what) do { send_msg(st_w, MSG_EXEC_ERR, errno, 0, "%s: %s: %s", who, what, strerror(errno)); _exit(127); } while (0)
   /* The status pipe must survive place_fds for error reports: keep it high. */
@@ -718,7 +672,8 @@ __attribute__((noreturn)) static void exec_child(const struct opts *o, int ns, i
   sigset_t all;
   sigemptyset(&all);
   sigprocmask(SIG_SETMASK, &all, NULL);
-  for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
+  if (reset_handlers)
+    for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
 
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) DIE("no_new_privs");
   if (!ns && ids->landlock > 0 && apply_landlock(o, role == ROLE_PROGRAM ? g_workdir : NULL) < 0) DIE("landlock");
@@ -727,6 +682,14 @@ __attribute__((noreturn)) static void exec_child(const struct opts *o, int ns, i
     errno = seccomp_rc < 0 ? -seccomp_rc : errno;
     DIE("seccomp");
   }
+  return st_w;
+#undef DIE
+}
+
+__attribute__((noreturn)) static void exec_child(const struct opts *o, int ns, int role, const int *fds, int nfds,
+                                                 int st_w, pid_t init_pid, const struct ids *ids) {
+  st_w = child_setup(o, ns, role, fds, nfds, st_w, init_pid, ids, 1);
+  const char *dir = ns ? "/tmp" : (role == ROLE_JUDGE ? "/" : g_workdir);
   char home[96], tmpdir[96];
   snprintf(home, sizeof home, "HOME=%s", ns || role == ROLE_PROGRAM ? dir : "/");
   snprintf(tmpdir, sizeof tmpdir, "TMPDIR=%s", ns ? "/tmp" : g_workdir);
@@ -734,8 +697,66 @@ __attribute__((noreturn)) static void exec_child(const struct opts *o, int ns, i
                  "PYTHONIOENCODING=utf-8", "PYTHONDONTWRITEBYTECODE=1", NULL};
   char **argv = role == ROLE_JUDGE ? o->judge_argv : o->argv;
   execve(argv[0], argv, env); /* st_w is close-on-exec: gone once this succeeds */
-  DIE("exec");
-#undef DIE
+  send_msg(st_w, MSG_EXEC_ERR, errno, 0, "%s: exec: %s", role == ROLE_JUDGE ? "judge" : "program", strerror(errno));
+  _exit(127);
+}
+
+void init_jobs(const struct opts *o, int ns, int job_fd, int out_w, int err_w, int res_w, int st_w,
+               const struct ids *ids, launch_fn launch) {
+  pid_t me = getpid();
+  int with_judge = o->judge_argv != NULL;
+  int req[2] = {-1, -1}, rep[2] = {-1, -1};
+  if (with_judge && (pipe2(req, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0)) {
+    send_msg(st_w, MSG_SETUP_ERR, errno, 0, "pipe: %s", strerror(errno));
+    _exit(EXIT_SETUP);
+  }
+  pid_t program = fork();
+  if (program == 0) {
+    if (with_judge) {
+      int fds[] = {req[0], out_w, err_w, rep[1]};
+      launch(o, ns, ROLE_PROGRAM, fds, 4, st_w, me, ids);
+    }
+    int fds[] = {job_fd, out_w, err_w, res_w};
+    launch(o, ns, ROLE_PROGRAM, fds, 4, st_w, me, ids);
+  }
+  pid_t judge = -1;
+  if (program > 0 && with_judge) {
+    judge = fork();
+    if (judge == 0) {
+      int fds[] = {job_fd, out_w, err_w, res_w, req[1], rep[0]};
+      launch(o, ns, ROLE_JUDGE, fds, 6, st_w, me, ids);
+    }
+  }
+  if (program < 0 || (with_judge && judge < 0)) {
+    send_msg(st_w, MSG_SETUP_ERR, errno, 0, "fork: %s", strerror(errno));
+    _exit(EXIT_SETUP);
+  }
+  close(out_w); close(err_w); close(res_w);
+  if (job_fd > 2) close(job_fd);
+  for (int i = 0; i < 2; i++) { if (req[i] >= 0) close(req[i]); if (rep[i] >= 0) close(rep[i]); }
+  int devnull = open("/dev/null", O_RDONLY);
+  if (devnull >= 0) { dup2(devnull, 0); dup2(devnull, 1); dup2(devnull, 2); close(devnull); }
+  int waiting = judge > 0 ? 2 : 1;
+  while (waiting > 0) {
+    int status;
+    struct rusage ru;
+    pid_t p = wait4(-1, &status, 0, &ru);
+    if (p < 0 && errno == EINTR) continue;
+    if (p < 0) break;
+    double cpu = ru.ru_utime.tv_sec * 1e3 + ru.ru_utime.tv_usec / 1e3 + ru.ru_stime.tv_sec * 1e3 + ru.ru_stime.tv_usec / 1e3;
+    if (p == program || p == judge) {
+      struct msg m;
+      memset(&m, 0, sizeof m);
+      m.kind = p == program ? MSG_CHILD_STATUS : MSG_JUDGE_STATUS;
+      m.value = status;
+      m.cpu_ms = cpu;
+      m.maxrss_kb = ru.ru_maxrss;
+      ssize_t w;
+      do w = write(st_w, &m, sizeof m); while (w < 0 && errno == EINTR);
+      waiting--;
+    }
+  }
+  _exit(0); /* as PID 1 this takes any stragglers with it */
 }
 
 __attribute__((noreturn)) static void init_main(const struct opts *o, int ns, int pipes[5][2], int slot_sock,
@@ -767,52 +788,7 @@ __attribute__((noreturn)) static void init_main(const struct opts *o, int ns, in
   if (!ns && getppid() == 1) _exit(EXIT_SETUP);
   setsid(); /* no controlling terminal; in degraded mode, a process group to kill */
   send_msg(st_w, MSG_SETUP_OK, ns, 0, NULL);
-
-  pid_t me = getpid();
-  int req[2] = {-1, -1}, rep[2] = {-1, -1};
-  if (o->judge_argv && (pipe2(req, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0)) {
-    send_msg(st_w, MSG_SETUP_ERR, errno, 0, "pipe: %s", strerror(errno));
-    _exit(EXIT_SETUP);
-  }
-  pid_t program = fork();
-  if (program == 0) {
-    if (o->judge_argv) {
-      int fds[] = {req[0], out_w, err_w, rep[1]};
-      exec_child(o, ns, ROLE_PROGRAM, fds, 4, st_w, me, ids);
-    }
-    int fds[] = {0, out_w, err_w, res_w};
-    exec_child(o, ns, ROLE_PROGRAM, fds, 4, st_w, me, ids);
-  }
-  pid_t judge = -1;
-  if (program > 0 && o->judge_argv) {
-    judge = fork();
-    if (judge == 0) {
-      int fds[] = {0, out_w, err_w, res_w, req[1], rep[0]};
-      exec_child(o, ns, ROLE_JUDGE, fds, 6, st_w, me, ids);
-    }
-  }
-  if (program < 0 || (o->judge_argv && judge < 0)) {
-    send_msg(st_w, MSG_SETUP_ERR, errno, 0, "fork: %s", strerror(errno));
-    _exit(EXIT_SETUP);
-  }
-  close(out_w); close(err_w); close(res_w);
-  for (int i = 0; i < 2; i++) { if (req[i] >= 0) close(req[i]); if (rep[i] >= 0) close(rep[i]); }
-  int devnull = open("/dev/null", O_RDONLY);
-  if (devnull >= 0) { dup2(devnull, 0); dup2(devnull, 1); dup2(devnull, 2); close(devnull); }
-  int waiting = judge > 0 ? 2 : 1;
-  while (waiting > 0) {
-    int status;
-    struct rusage ru;
-    pid_t p = wait4(-1, &status, 0, &ru);
-    if (p < 0 && errno == EINTR) continue;
-    if (p < 0) break;
-    double cpu = ru.ru_utime.tv_sec * 1e3 + ru.ru_utime.tv_usec / 1e3 + ru.ru_stime.tv_sec * 1e3 + ru.ru_stime.tv_usec / 1e3;
-    if (p == program || p == judge) {
-      send_msg(st_w, p == program ? MSG_CHILD_STATUS : MSG_JUDGE_STATUS, status, cpu, NULL);
-      waiting--;
-    }
-  }
-  _exit(0); /* as PID 1 this takes any stragglers with it */
+  init_jobs(o, ns, 0, out_w, err_w, res_w, st_w, ids, exec_child);
 }
 
 /* ---- launcher -------------------------------------------------------------------- */
@@ -829,20 +805,12 @@ static void on_term(int sig) {
   }
 }
 
-static int write_map(pid_t pid, const char *file, const char *text) {
+int write_map(pid_t pid, const char *file, const char *text) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, file);
   return write_file(path, text);
 }
 
-struct result {
-  int ran, exit_code, signal, timed_out, flood, out_trunc, err_trunc, res_trunc;
-  int judge_ran, judge_exit_code, judge_signal;
-  double wall_ms, cpu_ms, judge_cpu_ms;
-  long max_rss_kb;
-  char setup_error[240];
-  char exec_error[240];
-};
 
 static void kill_tree(pid_t init, int ns) {
   if (!ns) kill(-init, SIGKILL);
@@ -898,7 +866,9 @@ static int run(const struct opts *o, int ns, struct ids *ids, int slot_sock, str
     }
   }
   /* init has not run anything yet: everything it starts inherits the cgroup. */
-  ids->memory_cgroup = cgroup_enter(o, pid);
+  char name[64];
+  snprintf(name, sizeof name, "run-%d", (int)getpid());
+  ids->memory_cgroup = cgroup_enter(o, pid, name, g_cgroup, sizeof g_cgroup);
   write_all(go_w, ids->memory_cgroup ? "c" : "g", 1);
   close(go_w);
   /* fd 0 (the job) stays open here: if namespace setup fails, the degraded retry needs it. */
@@ -1003,7 +973,7 @@ static int run(const struct opts *o, int ns, struct ids *ids, int slot_sock, str
   for (int i = 0; i < 3; i++) if (fds[i] >= 0) close(fds[i]);
   if (st_r >= 0) close(st_r);
   if (pidfd >= 0) close(pidfd);
-  cgroup_leave();
+  cgroup_leave(g_cgroup);
   init_cpu = ru.ru_utime.tv_sec * 1e3 + ru.ru_utime.tv_usec / 1e3 + ru.ru_stime.tv_sec * 1e3 + ru.ru_stime.tv_usec / 1e3;
   /* A killed init never reports its children: then all we know is the tree's total. */
   if (!res->ran) res->cpu_ms = init_cpu;
@@ -1111,7 +1081,7 @@ static void remove_stale_workdirs(const struct ids *ids) {
   closedir(d);
 }
 
-static void json_str(FILE *f, const char *s) {
+void json_str(FILE *f, const char *s) {
   fputc('"', f);
   for (; *s; s++) {
     unsigned char c = (unsigned char)*s;
@@ -1120,6 +1090,29 @@ static void json_str(FILE *f, const char *s) {
     else fputc(c, f);
   }
   fputc('"', f);
+}
+
+/* The launcher's final status: one JSON line (sandbox/README.md lists the
+ * fields). `path` says which way the run went: "cold" (this launcher, set up
+ * for the run) or "warm" (a pool's pre-set-up jail). */
+void write_status(FILE *sf, int ns, const struct result *res, const struct ids *ids, const char *why, const char *path) {
+  fprintf(sf, "{\"isolation\":\"%s\",\"path\":\"%s\",\"ran\":%s,\"exit_code\":%d,\"signal\":%d,\"timed_out\":%s,"
+              "\"output_flood\":%s,\"stdout_truncated\":%s,\"stderr_truncated\":%s,"
+              "\"results_truncated\":%s,\"wall_ms\":%.3f,\"cpu_ms\":%.3f,\"max_rss_kb\":%ld,"
+              "\"judge_ran\":%s,\"judge_exit_code\":%d,\"judge_signal\":%d,\"judge_cpu_ms\":%.3f,"
+              "\"memory_fence\":\"%s\",\"landlock\":%d,\"program_uid\":%u,",
+          ns ? "namespaces" : "degraded", path, res->ran ? "true" : "false", res->exit_code, res->signal,
+          res->timed_out ? "true" : "false", res->flood ? "true" : "false",
+          res->out_trunc ? "true" : "false", res->err_trunc ? "true" : "false",
+          res->res_trunc ? "true" : "false", res->wall_ms, res->cpu_ms, res->max_rss_kb,
+          res->judge_ran ? "true" : "false", res->judge_exit_code, res->judge_signal, res->judge_cpu_ms,
+          ids->memory_cgroup ? "cgroup" : "rlimit", ns ? 0 : (ids->landlock > 0 ? ids->landlock : 0),
+          ns ? (unsigned)NOBODY : (unsigned)ids->program_uid);
+  fputs("\"degraded_reason\":", sf);
+  json_str(sf, ns ? "" : why);
+  fputs(",\"setup_error\":", sf);
+  json_str(sf, res->setup_error[0] ? res->setup_error : res->exec_error);
+  fputs("}\n", sf);
 }
 
 /* --tied-to-parent: run COMMAND as our child and kill it when our parent
@@ -1186,6 +1179,7 @@ static int exec_tied_to_parent(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "--tied-to-parent") == 0) return exec_tied_to_parent(argc, argv);
+  if (argc > 1 && strcmp(argv[1], "--serve") == 0) return serve_main(argc, argv);
   struct opts o;
   if (parse(argc, argv, &o) < 0) {
     usage();
@@ -1260,23 +1254,7 @@ int main(int argc, char **argv) {
   FILE *sf = NULL;
   if (fcntl(o.status_fd, F_GETFD) >= 0) sf = fdopen(o.status_fd, "w");
   if (!sf) sf = stderr;
-  fprintf(sf, "{\"isolation\":\"%s\",\"ran\":%s,\"exit_code\":%d,\"signal\":%d,\"timed_out\":%s,"
-              "\"output_flood\":%s,\"stdout_truncated\":%s,\"stderr_truncated\":%s,"
-              "\"results_truncated\":%s,\"wall_ms\":%.3f,\"cpu_ms\":%.3f,\"max_rss_kb\":%ld,"
-              "\"judge_ran\":%s,\"judge_exit_code\":%d,\"judge_signal\":%d,\"judge_cpu_ms\":%.3f,"
-              "\"memory_fence\":\"%s\",\"landlock\":%d,\"program_uid\":%u,",
-          ns ? "namespaces" : "degraded", res.ran ? "true" : "false", res.exit_code, res.signal,
-          res.timed_out ? "true" : "false", res.flood ? "true" : "false",
-          res.out_trunc ? "true" : "false", res.err_trunc ? "true" : "false",
-          res.res_trunc ? "true" : "false", res.wall_ms, res.cpu_ms, res.max_rss_kb,
-          res.judge_ran ? "true" : "false", res.judge_exit_code, res.judge_signal, res.judge_cpu_ms,
-          ids.memory_cgroup ? "cgroup" : "rlimit", ns ? 0 : (ids.landlock > 0 ? ids.landlock : 0),
-          ns ? (unsigned)NOBODY : (unsigned)ids.program_uid);
-  fputs("\"degraded_reason\":", sf);
-  json_str(sf, ns ? "" : why);
-  fputs(",\"setup_error\":", sf);
-  json_str(sf, res.setup_error[0] ? res.setup_error : res.exec_error);
-  fputs("}\n", sf);
+  write_status(sf, ns, &res, &ids, why, "cold");
   fflush(sf);
   if (g_terminated) return 143;
   return (res.setup_error[0] || res.exec_error[0]) ? EXIT_SETUP : 0;

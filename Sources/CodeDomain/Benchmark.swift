@@ -21,8 +21,12 @@ public struct BenchTaskResult: Sendable, Codable, Hashable {
     public var wallS: Double
     /// Wall time not spent waiting for the LLM (search, syntax, jail).
     public var outsideLlmS: Double
-    /// Wall time spent judging programs in the jail.
+    /// Wall time spent waiting for the jail and not for the LLM (runs side by side count once).
     public var jailS: Double?
+    /// Wall time with an LLM call in flight (absent in reports of older versions).
+    public var llmS: Double?
+    /// Wall time spent in qcode itself: neither the LLM nor the jail (absent in reports of older versions).
+    public var qcodeS: Double?
     public var stop: String
     public var program: String?
     public var error: String?
@@ -164,10 +168,12 @@ public struct BenchReport: Sendable, Codable {
 
     /// Where the wall time went: waiting for the LLM, judging in the jail, and
     /// everything else qcode did (search, syntax, scoring, bookkeeping).
+    /// Shares of all tasks' wall time. Tasks of older reports, without `llmS`, count
+    /// the LLM as their wall time outside it said, and the jail as their summed runs.
     public var wallSplit: (llm: Double, jail: Double, qcode: Double) {
         let wall = tasks.reduce(0) { $0 + $1.wallS }
         guard wall > 0 else { return (0, 0, 0) }
-        let llm = tasks.reduce(0) { $0 + ($1.wallS - $1.outsideLlmS) }
+        let llm = tasks.reduce(0) { $0 + ($1.llmS ?? ($1.wallS - $1.outsideLlmS)) }
         let jail = tasks.reduce(0) { $0 + ($1.jailS ?? 0) }
         return (llm / wall, jail / wall, max(0, wall - llm - jail) / wall)
     }
@@ -176,12 +182,14 @@ public struct BenchReport: Sendable, Codable {
     public var markdownRow: String {
         let n = max(1, nTasks)
         let value = Planners.named(identity.options.method)?.usesValueModel == true ? identity.options.value.description : "-"
-        return String(format: "| %@ | %@ | %d | %.1f%% | %.0f | %.1f | %.1f |", identity.options.method, value, nTasks,
-                      passAt1 * 100, Double(generatedTokens) / Double(n), Double(llmCalls) / Double(n), wallS / Double(n))
+        let split = wallSplit
+        return String(format: "| %@ | %@ | %d | %.1f%% | %.0f | %.1f | %.1f | %.1f%% | %.2f%% | %.2f%% |", identity.options.method,
+                      value, nTasks, passAt1 * 100, Double(generatedTokens) / Double(n), Double(llmCalls) / Double(n),
+                      wallS / Double(n), split.llm * 100, split.jail * 100, split.qcode * 100)
     }
     public static let markdownHeader = """
-    | method | value | tasks | pass@1 | gen tokens/task | LLM calls/task | s/task |
-    |---|---|---|---|---|---|---|
+    | method | value | tasks | pass@1 | gen tokens/task | LLM calls/task | s/task | wall: LLM wait | jail | qcode |
+    |---|---|---|---|---|---|---|---|---|---|
     """
 }
 
@@ -205,7 +213,13 @@ public struct Benchmark: Sendable {
     ///   all tests, so the report answers for every smaller budget too.
     public func run(_ task: CodeTask, options: SolveOptions, anytime: Bool = false) async throws -> BenchTaskResult {
         var result = BenchTaskResult.empty(task)
-        let outcome = try await solver.solve(task.visible(visible), options: options, ledger: anytime)
+        // The solve's LLM calls and jail runs are timed as the user waits for them.
+        let meter = WallMeter()
+        let timed = Solver(model: TimedModel(solver.model, meter: meter), verifier: TimedVerifier(solver.verifier, meter: meter),
+                           prompts: solver.prompts, values: solver.values, planners: solver.planners, clock: solver.clock)
+        let started = ContinuousClock.now
+        let outcome = try await timed.solve(task.visible(visible), options: options, ledger: anytime)
+        let split = meter.split(wall: (ContinuousClock.now - started).seconds)
         let cost = outcome.statistics.cost
         result.generatedTokens = cost.generatedTokens
         result.promptTokens = cost.promptTokens
@@ -242,9 +256,11 @@ public struct Benchmark: Sendable {
             result.answers = ledger.answers
         }
         // The solve's own wall time (scoring on the hidden tests is the benchmark's, not the method's).
-        result.wallS = outcome.statistics.wallSeconds
-        result.outsideLlmS = max(0, result.wallS - cost.llmSeconds)
-        result.jailS = cost.verifierSeconds
+        result.wallS = split.wall
+        result.llmS = split.llm
+        result.jailS = split.jail
+        result.qcodeS = split.qcode
+        result.outsideLlmS = max(0, split.wall - split.llm)
         return result
     }
 }

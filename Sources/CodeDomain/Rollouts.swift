@@ -194,19 +194,22 @@ public struct RolloutSampler: Sendable {
             prompt: prompts.prompt(for: shown, lines: []), n: n, maxTokens: maxProgramTokens,
             stop: prompts.endMarkers, sampling: Sampling(temperature: temperature), seed: seed)
         let response = try await model.complete(request)
-        var records: [RolloutRecord] = []
-        for (i, choice) in response.choices.enumerated() {
-            try Task.checkCancellation()
-            let split = splitCompletion(choice)
-            let program = split.lines.isEmpty ? "" : split.lines.joined(separator: "\n") + "\n"
-            let report = try await verifier.run(JailJob(program: program, tests: task.tests.joined(separator: "\n"),
-                                                        setup: task.setup))
-            let verdict = report.verification(expected: task.tests.count)
-            records.append(RolloutRecord(
+        let splits = response.choices.map { splitCompletion($0) }
+        // The samples arrived together: judge them side by side (the jail bounds how many at once).
+        let reports = try await withThrowingTaskGroup(of: (Int, TestReport).self) { group in
+            for (i, split) in splits.enumerated() {
+                let program = split.lines.isEmpty ? "" : split.lines.joined(separator: "\n") + "\n"
+                let job = JailJob(program: program, tests: task.tests.joined(separator: "\n"), setup: task.setup)
+                group.addTask { [verifier] in (i, try await verifier.run(job)) }
+            }
+            return try await group.reduce(into: [Int: TestReport]()) { $0[$1.0] = $1.1 }
+        }
+        return response.choices.enumerated().map { i, choice in
+            let split = splits[i], verdict = reports[i]!.verification(expected: task.tests.count)
+            return RolloutRecord(
                 taskId: task.id, sample: i, lines: split.lines, lineLogprobSum: split.logprobSum, lineTokens: split.tokens,
                 ended: choice.finish != .length, testsPassed: verdict.passed, testsTotal: verdict.total,
-                outcome: verdict.outcome, reward: verdict.reward, visible: visible))
+                outcome: verdict.outcome, reward: verdict.reward, visible: visible)
         }
-        return records
     }
 }

@@ -120,21 +120,34 @@ public final class Components: Sendable {
         try runners.runner(timeout: timeout)
     }
 
-    public var jailStats: (runs: Int, cacheHits: Int) {
+    public var jailStats: (runs: Int, cacheHits: Int, warmRuns: Int) {
         get async {
-            var total = (runs: 0, cacheHits: 0)
+            var total = (runs: 0, cacheHits: 0, warmRuns: 0)
             for r in runners.all {
                 let s = await r.stats
                 total.runs += s.runs
                 total.cacheHits += s.cacheHits
+                total.warmRuns += s.warmRuns
             }
             return total
         }
     }
 
-    /// Starts the embedded server in the background so the first solve does
-    /// not wait for it; concurrent callers wait for this same start.
+    /// The warm jail pool's state ("ready", "starting", "unavailable: why"), nil before any jail was made.
+    public var jailPool: String? {
+        guard let pool = runners.pool else { return nil }
+        switch pool.state {
+        case .off: return "off"
+        case .starting: return "starting"
+        case .ready: return "ready (\(pool.slots) slots)"
+        case .unavailable(let why): return "unavailable: \(why)"
+        }
+    }
+
+    /// Starts the embedded server and the warm jail pool in the background so
+    /// the first solve does not wait for them; concurrent callers wait for this same start.
     public func warm() {
+        try? runners.makePool()?.warm()
         guard let server else { return }
         Task { _ = try? await server.ensureRunning() }
     }
@@ -173,28 +186,53 @@ public final class Components: Sendable {
         return h
     }
 
-    /// Stops the embedded server: no llama-server outlives its qcode.
+    /// Stops the embedded server and the jail pool: no llama-server or jail outlives its qcode.
     public func shutdown() async {
+        runners.pool?.shutdown()
         await server?.stop()
     }
 }
 
 /// One jail runner per time limit, created on first use: solves with the same
-/// limits share a runner and so its result cache.
+/// limits share a runner and so its result cache. Every runner runs in one
+/// warm pool, which bounds the runs of all of them together and takes the
+/// solves in turn.
 final class RunnerCache: Sendable {
-    private let runners = Mutex<[Double: JailRunner]>([:])
+    private struct State {
+        var runners: [Double: JailRunner] = [:]
+        var pool: JailPool?
+    }
+    private let state = Mutex(State())
 
     func runner(timeout: Double) throws -> JailRunner {
-        try runners.withLock { all in
-            if let r = all[timeout] { return r }
+        let pool = try makePool()
+        pool?.warm() // a command that needs a jail needs it soon: its first runs go cold until the pool is ready
+        return try state.withLock { s in
+            if let r = s.runners[timeout] { return r }
             var limits = JailLimits.default
             limits.wallSeconds = timeout
             limits.cpuSeconds = max(1, min(limits.cpuSeconds, Int(timeout.rounded(.up))))
-            let r = JailRunner(jail: try Jail(limits: limits))
-            all[timeout] = r
+            var jail = try Jail(limits: limits)
+            jail.pool = pool
+            let r = JailRunner(jail: jail)
+            s.runners[timeout] = r
             return r
         }
     }
 
-    var all: [JailRunner] { runners.withLock { Array($0.values) } }
+    /// The pool, made (not started) on first use; nil without a launcher, or
+    /// when `QCODE_JAIL_POOL=off` asks for cold jails only.
+    @discardableResult
+    func makePool() throws -> JailPool? {
+        if ProcessInfo.processInfo.environment["QCODE_JAIL_POOL"] == "off" { return nil }
+        if let pool = state.withLock({ $0.pool }) { return pool }
+        let pool = JailPool(jail: try Jail())
+        return state.withLock { s in
+            if s.pool == nil { s.pool = pool }
+            return s.pool
+        }
+    }
+
+    var pool: JailPool? { state.withLock { $0.pool } }
+    var all: [JailRunner] { state.withLock { Array($0.runners.values) } }
 }

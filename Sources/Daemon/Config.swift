@@ -193,8 +193,11 @@ public enum ConfigKey: String, CaseIterable, Sendable {
     static func positive(_ x: Double) -> String? { x > 0 && x.isFinite ? nil : "must be a positive number" }
 
     /// `QCODE_*` variables that are not settings: read by the bootstrap and the
-    /// jail locator as well, so they stay plain environment variables.
-    public static let processVariables: Set<String> = ["QCODE_CACHE", "QCODE_JAIL", "QCODE_LLAMA"]
+    /// jail itself as well, so they stay plain environment variables
+    /// (`QCODE_JAIL_CGROUP`: a delegated cgroup for the jails' memory, sandbox/README.md;
+    /// `QCODE_JAIL_POOL=off`: no warm jails, every program judged cold).
+    public static let processVariables: Set<String> = ["QCODE_CACHE", "QCODE_JAIL", "QCODE_LLAMA", "QCODE_JAIL_CGROUP",
+                                                       "QCODE_JAIL_POOL"]
 }
 
 extension Configuration {

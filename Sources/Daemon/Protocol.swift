@@ -315,6 +315,10 @@ public struct StatusResult: Codable, Sendable {
         public var jailCacheHits: Int
         public var jailHitRate: Double
         public var llmPromptCacheShare: Double
+        /// Of `jailRuns`, those a warm jail ran (absent from older daemons).
+        public var jailWarmRuns: Int?
+        /// The warm jail pool: "ready (N slots)", "starting", "unavailable: why" (absent before any jail was made).
+        public var jailPool: String?
     }
     public var version: String
     public var pid: Int

@@ -155,7 +155,7 @@ public final class DaemonServer: Sendable {
             solvesRunning: running, solvesWaiting: waiting, tokens: usage, llm: await components.health(),
             caches: .init(jailRuns: jail.runs, jailCacheHits: jail.cacheHits,
                           jailHitRate: jail.runs + jail.cacheHits == 0 ? 0 : Double(jail.cacheHits) / Double(jail.runs + jail.cacheHits),
-                          llmPromptCacheShare: usage.cacheShare))
+                          llmPromptCacheShare: usage.cacheShare, jailWarmRuns: jail.warmRuns, jailPool: components.jailPool))
     }
 
     func solve(_ p: SolveParams, id: RequestID, session: Int, connection: Connection) async throws -> SolveResult {
@@ -173,9 +173,12 @@ public final class DaemonServer: Sendable {
                 connection.send(.notification(method: Method.progress, params: .object(["token": token, "value": value])))
             }
             progress(.object(["kind": "begin", "title": .string("solving \(task.id)"), "cancellable": true]))
-            let result = try await solver.solve(task, options: options, trace: p.trace ?? false, slot: slot) { report in
-                guard throttle.admit(), let value = try? JSONValue.encoding(report) else { return }
-                progress(value)
+            // Its own lane at the jail pool: solves running together take turns at its slots.
+            let result = try await JailPool.$lane.withValue(Self.nextLane()) {
+                try await solver.solve(task, options: options, trace: p.trace ?? false, slot: slot) { report in
+                    guard throttle.admit(), let value = try? JSONValue.encoding(report) else { return }
+                    progress(value)
+                }
             }
             try Task.checkCancellation()
             progress(.object(["kind": "end", "message": .string(result.summaryLine)]))
@@ -184,6 +187,10 @@ public final class DaemonServer: Sendable {
         await state.solveCompleted()
         return result
     }
+
+    private static let lanes = Mutex<UInt64>(0)
+    /// Lane 0 is everything outside a solve (`qcode/test`).
+    static func nextLane() -> UInt64 { lanes.withLock { $0 += 1; return $0 } }
 
     func test(_ p: TestParams) async throws -> TestReport {
         let timeout = p.timeout ?? JailLimits.default.wallSeconds

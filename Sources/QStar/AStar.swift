@@ -84,6 +84,9 @@ private struct TreeSearch<Domain: PlanningDomain> {
     /// the episodes that repeated one (new code, known behaviour).
     var seenBehaviours: Set<String> = []
     var behaviourRepeats: Set<Int> = []
+    /// Judgements of the episodes one expansion brought, started together.
+    var judging: (work: Concurrently<Judgement>, index: [String: Int])?
+    typealias Judgement = (verification: Verification, behaviour: Behaviour?)
     var domain: Domain { context.domain }
     var settings: SearchSettings { context.settings }
 
@@ -121,13 +124,13 @@ private struct TreeSearch<Domain: PlanningDomain> {
         info[parent].triedMass += exp(proposal.decisionLogprob)
         if domain.isTerminal(state) || depth >= settings.maxDepth {
             info[id].terminal = true
-            let verification = try await domain.verify(state)
-            // Probes for dedup (every episode) or for choosing among passing ones.
-            var behaviour: Behaviour?
-            if settings.dedup || (settings.select > 1 && verification.reward == 1) {
-                behaviour = try await domain.behaviour(of: state)
-                if let b = behaviour { r.spend(b.cost) }
+            let verification: Verification, behaviour: Behaviour?
+            if let j = judging, let i = j.index[key] {
+                (verification, behaviour) = try await j.work.value(i)
+            } else {
+                (verification, behaviour) = try await Self.judge(state, domain, settings)
             }
+            if let b = behaviour { r.spend(b.cost) }
             r.judged(id, verification, behaviour: behaviour?.fingerprint)
             backUp(verification.credit, from: id)
             if settings.dedup, let b = behaviour?.fingerprint {
@@ -136,6 +139,36 @@ private struct TreeSearch<Domain: PlanningDomain> {
             }
         }
         return (id, true)
+    }
+
+    /// The verifier's verdict, and probes for dedup (every episode) or for
+    /// choosing among passing ones; for dedup the two runs go side by side.
+    static func judge(_ state: Domain.State, _ domain: Domain, _ settings: SearchSettings) async throws -> Judgement {
+        if settings.dedup {
+            async let verification = domain.verify(state)
+            async let behaviour = domain.behaviour(of: state)
+            return (try await verification, try await behaviour)
+        }
+        let verification = try await domain.verify(state)
+        return (verification, settings.select > 1 && verification.reward == 1 ? try await domain.behaviour(of: state) : nil)
+    }
+
+    /// Starts judging the new episodes of a batch at once, so they run side by
+    /// side while `step` walks them in order; `step` reads them by state key.
+    mutating func startJudging(_ paths: [[Proposal<Domain.Action>]], from node: Int) -> Concurrently<Judgement> {
+        var index: [String: Int] = [:]
+        var work: [@Sendable () async throws -> Judgement] = []
+        let (domain, settings) = (self.domain, self.settings)
+        for path in paths {
+            let end = path.reduce(r.state(node)) { domain.apply($1.action, to: $0) }
+            let key = domain.key(of: end)
+            guard domain.isTerminal(end), self.index[key] == nil, index[key] == nil else { continue }
+            index[key] = work.count
+            work.append { try await Self.judge(end, domain, settings) }
+        }
+        let started = Concurrently(work)
+        judging = (started, index)
+        return started
     }
 
     /// Books a graded outcome on every node of its attempt's path.
@@ -207,6 +240,11 @@ private struct TreeSearch<Domain: PlanningDomain> {
                                                    seed: SplitMix64.mix(settings.seed, UInt64(r.stats.expansions)))
         let before = r.call(batch.cost)
         info[node].expansions += 1
+        let started = startJudging(batch.paths, from: node)
+        defer {
+            started.cancel()
+            judging = nil
+        }
         var touched: Set<Int> = [node]
         if batch.paths.isEmpty { info[node].repeats += 1 }
         for path in batch.paths {

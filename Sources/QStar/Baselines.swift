@@ -44,13 +44,17 @@ private func sample<Domain: PlanningDomain>(_ context: SearchContext<Domain>, n:
                                                    seed: SplitMix64.mix(context.settings.seed, UInt64(drawn)))
         let before = r.call(batch.cost)
         drawn += size
-        for path in batch.paths {
-            let state = path.reduce(domain.root) { domain.apply($1.action, to: $0) }
+        let states = batch.paths.map { path in path.reduce(domain.root) { domain.apply($1.action, to: $0) } }
+        // The batch's programs are judged side by side and booked in order.
+        let verdicts = Concurrently(states.map { state in { try await domain.verify(state) } })
+        defer { verdicts.cancel() }
+        for (i, path) in batch.paths.enumerated() {
+            let state = states[i]
             let tokens = path.reduce(0) { $0 + $1.tokens }
             let logprob = tokens == 0 ? 0 : path.reduce(0) { $0 + $1.logprobSum } / Double(tokens)
             let id = r.add(state, TraceNode(id: 0, parent: 0, depth: 1, action: "sample \(r.count)", f: logprob, h: logprob),
                            score: logprob, tokensBefore: before)
-            r.judged(id, try await domain.verify(state))
+            r.judged(id, try await verdicts.value(i))
             r.report()
             if r.solved { return r.finish(.solved) }
         }

@@ -41,8 +41,9 @@ enum Harness {
         }
     }
 
-    /// Reads `judge source \0 program source` on fd 0 and writes two base64 lines to fd 3 (zlib-compressed):
-    /// the marshalled code of each, for this very interpreter (bytecode is version-bound).
+    /// Reads `judge source \0 program source` on fd 0 and writes four base64 lines to fd 3:
+    /// the marshalled code of each (zlib-compressed), for this very interpreter (bytecode is
+    /// version-bound), then its `sys.version` and the path of its shared library ("" without one).
     static let compiler = #"""
 import posix, marshal, binascii, zlib
 chunks = []
@@ -54,15 +55,85 @@ while True:
 judge, program = b"".join(chunks).decode("utf-8").split("\0")
 out = [binascii.b2a_base64(zlib.compress(marshal.dumps(compile(src, name, "exec", dont_inherit=True, optimize=2)), 9), newline=False)
        for src, name in ((judge, "<qcode-judge>"), (program, "<qcode-program>"))]
+# What a warm pool needs to embed this interpreter: its version, and its shared library if it has one.
+import sys
+lib = ""
+try:
+    import os, sysconfig
+    d, n = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("INSTSONAME")
+    if d and n and os.path.exists(os.path.join(d, n)):
+        lib = os.path.realpath(os.path.join(d, n))
+except Exception:
+    pass
+out += [binascii.b2a_base64(x.encode(), newline=False) for x in (sys.version, lib)]
 data = b"\n".join(out) + b"\n"
 while data:
     data = data[posix.write(3, data):]
 """#
 
-    static var judgeSource: String { "import posix\n" + codec + testing + judge }
+    static var judgeSource: String { judgeDefinitions + "\n\n\n" + judgeMain }
+    static var judgeDefinitions: String { "import posix\n" + codec + testing + judge }
     /// The harness's functions take their builtins from a private copy made before the
     /// program runs, so `builtins.len = ...` in the program cannot break the replies.
-    static var programSource: String { "__builtins__ = dict(vars(__import__('builtins')))\nimport posix\n" + codec + program }
+    static var programSource: String { programDefinitions + "\n\n\n" + programMain }
+    static var programDefinitions: String { "__builtins__ = dict(vars(__import__('builtins')))\nimport posix\n" + codec + program }
+
+    /// Modules a warm interpreter imports once, so a job's `import re` costs nothing:
+    /// the standard modules MBPP-style programs and the harness use most. None starts
+    /// a thread or holds anything of a job's; `ctypes` must never be among them (the
+    /// guards refuse it at import, which an already imported module would bypass).
+    static let preload = ["types", "posixpath", "traceback", "re", "math", "cmath", "collections", "itertools",
+                          "functools", "heapq", "bisect", "operator", "string", "copy", "typing"]
+
+    /// The Python a warm pool's zygote runs once (`qcode-jail --serve`, sandbox/pool.c):
+    /// both sides' definitions loaded, each in a module of its own, and `_qcode_start(role)`,
+    /// which a forked job process calls to become that side, as a cold process would
+    /// after its loader. Nothing here runs a job's code: that starts in the fork.
+    static func zygote(preload: [String] = preload) -> String {
+        let parts = [judgeDefinitions, judgeMain, programDefinitions, programMain].map { Data($0.utf8).base64EncodedString() }
+        return zygoteSource
+            .replacingOccurrences(of: "PRELOAD", with: "(" + preload.map { "'\($0)'" }.joined(separator: ", ") + ",)")
+            .replacingOccurrences(of: "PARTS", with: "(" + parts.map { "'\($0)'" }.joined(separator: ", ") + ")")
+    }
+
+    static let zygoteSource = #"""
+import sys, binascii
+
+
+def _qcode_zygote(parts, preload):
+    jd, jm, pd, pm = (binascii.a2b_base64(p).decode("utf-8") for p in parts)
+    keep = ("__name__", "__doc__", "__package__", "__loader__", "__spec__", "__annotations__", "__builtins__")
+    base = {k: v for k, v in vars(sys.modules["__main__"]).items() if k in keep}
+    roles = {}
+    for role, defs, entry in (("judge", jd, jm), ("program", pd, pm)):
+        m = type(sys)("__main__")
+        vars(m).update(base)
+        exec(compile(defs, "<qcode-%s>" % role, "exec", dont_inherit=True, optimize=2), vars(m))
+        roles[role] = (m, compile(entry, "<qcode-%s>" % role, "exec", dont_inherit=True, optimize=2))
+    for name in preload:
+        try:
+            __import__(name)
+        except Exception:
+            pass
+    for name in ("ctypes", "_ctypes"):
+        if name in sys.modules:
+            raise RuntimeError("the warm interpreter must not hold %s: the guards refuse it at import" % name)
+    if "threading" in sys.modules and sys.modules["threading"].active_count() != 1:
+        raise RuntimeError("the warm interpreter must have one thread: fork copies only the caller")
+
+    def start(role):
+        m, code = roles[role]
+        roles.clear()
+        sys.modules["__main__"] = m
+        sys.argv = ["-c"]
+        exec(code, vars(m))
+
+    return start
+
+
+_qcode_start = _qcode_zygote(PARTS, PRELOAD)
+del _qcode_zygote
+"""#
 
     /// Shared by both sides: the encoding, the only way a value crosses between them.
     static let codec = #"""
@@ -1105,8 +1176,10 @@ def _qcode_judge():
     except OSError:
         pass
     emit('"kind":"done","count":%d' % done)
+"""#
 
-
+    /// The judge's entry: runs it, then ends the process at once.
+    static let judgeMain = #"""
 _status = 0
 try:
     _qcode_judge()
@@ -1351,8 +1424,10 @@ def install_guards(allow):
                 raise PermissionError("qcode jail: %s is not readable" % (args[0],))
 
     sys.addaudithook(hook)
+"""#
 
-
+    /// The program side's entry: serves the judge, then ends the process at once.
+    static let programMain = #"""
 _qcode_program()
 try:
     import sys as _s

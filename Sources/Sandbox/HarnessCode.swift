@@ -12,6 +12,10 @@ import Glibc
 struct CompiledHarness: Sendable {
     var judge: String
     var program: String
+    /// The interpreter's `sys.version`, which a warm pool's embedded interpreter must match.
+    var version: String = ""
+    /// The interpreter's shared library, "" when it has none (then there is no warm pool).
+    var library: String = ""
 
     static func compile(with jail: Jail) async throws -> CompiledHarness {
         let source = Data((Harness.judgeSource + "\0" + Harness.programSource).utf8)
@@ -21,9 +25,11 @@ struct CompiledHarness: Sendable {
         let output = try await Spawner.run(executable: jail.launcher.path, arguments: args, stdin: source,
                                            safetyTimeout: 70, handle: LauncherHandle())
         let status = try LauncherStatus.read(output)
-        let lines = String(decoding: output.results, as: UTF8.self).split(separator: "\n").map(String.init)
-        guard status.ran, status.exitCode == 0, status.signal == 0, lines.count == 2,
-              lines.allSatisfy({ !$0.isEmpty }) else {
+        var lines = String(decoding: output.results, as: UTF8.self)
+            .split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        if lines.last == "" { lines.removeLast() }
+        guard status.ran, status.exitCode == 0, status.signal == 0, lines.count == 4,
+              !lines[0].isEmpty, !lines[1].isEmpty else {
             let why = status.setupError.isEmpty ? String(decoding: output.stderr.suffix(500), as: UTF8.self) : status.setupError
             throw JailError.harnessUnavailable("compiling it with \(jail.interpreter) failed (exit \(status.exitCode), "
                                                + "signal \(status.signal)): \(why)")
@@ -34,7 +40,10 @@ struct CompiledHarness: Sendable {
             throw JailError.harnessUnavailable("the compiled harness is larger than 1 MiB of base64 in argv; "
                                                + "shrink Harness.swift or pass it through a file")
         }
-        return CompiledHarness(judge: lines[0], program: lines[1])
+        func text(_ base64: String) -> String {
+            Data(base64Encoded: base64).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        }
+        return CompiledHarness(judge: lines[0], program: lines[1], version: text(lines[2]), library: text(lines[3]))
     }
 }
 

@@ -17,6 +17,8 @@ public struct Jail: Sendable {
     /// The in-process defences of the program's interpreter (audit hooks). Only tests
     /// of the lower layers turn them off, to reach seccomp and the kernel with ctypes.
     var guards = true
+    /// Warm jails to run in when the pool is ready (else, and for degraded runs, cold).
+    public var pool: JailPool?
 
     /// - Parameter launcher: the `qcode-jail` binary; `nil` finds it with `locateLauncher()`.
     public init(launcher: URL? = nil, python: String = "/usr/bin/python3", limits: JailLimits = .default) throws {
@@ -76,7 +78,7 @@ public struct Jail: Sendable {
             "--wall", String(limits.wallSeconds), "--cpu", String(limits.cpuSeconds),
             "--mem", String(limits.memoryBytes), "--fsize", String(limits.fileSizeBytes),
             "--nproc", String(limits.maxProcesses), "--nofile", String(limits.maxOpenFiles),
-            "--out", String(limits.outputBytes), "--tmpfs", String(max(limits.fileSizeBytes * 2, 8 << 20)),
+            "--out", String(limits.outputBytes), "--tmpfs", String(limits.tmpfsBytes),
         ]
         if noUserNamespaces { args.append("--no-userns") }
         for dir in extraReadOnly { args += ["--ro", dir] }
@@ -89,11 +91,21 @@ public struct Jail: Sendable {
         return args + ["--"] + python + Harness.chunks(code.program)
     }
 
+    /// Whether `pool` was made for this launcher and interpreter (each job brings its own limits).
+    func canUse(_ pool: JailPool) -> Bool {
+        pool.template.launcher == launcher && pool.template.interpreter == interpreter
+            && pool.template.extraReadOnly == extraReadOnly
+    }
+
     func runDetailed(_ job: JailJob, noUserNamespaces: Bool = false) async throws -> (report: TestReport, status: LauncherStatus) {
         try Task.checkCancellation()
-        let code = try await HarnessCache.shared.compiled(for: self)
         let nonce = Jail.makeNonce()
         let stdin = Harness.frame(nonce: nonce, job: job, guards: guards)
+        if !noUserNamespaces, let pool, canUse(pool), let output = try await pool.run(stdin: stdin, limits: limits) {
+            let status = try LauncherStatus.read(output)
+            return (ReportBuilder.build(nonce: nonce, output: output, status: status, limits: limits), status)
+        }
+        let code = try await HarnessCache.shared.compiled(for: self)
         let handle = LauncherHandle()
         let output = try await withTaskCancellationHandler {
             try await Spawner.run(executable: launcher.path, arguments: arguments(code, noUserNamespaces: noUserNamespaces),
@@ -171,6 +183,8 @@ struct LauncherStatus: Sendable, Decodable {
     var landlock: Int = 0
     /// The host uid the program ran as.
     var programUid: UInt32 = 0
+    /// A warm pool's jail or one set up for the run.
+    var path: JailPath = .cold
 
     enum CodingKeys: String, CodingKey {
         case isolation, ran, signal, landlock
@@ -178,7 +192,7 @@ struct LauncherStatus: Sendable, Decodable {
         case stdoutTruncated = "stdout_truncated", stderrTruncated = "stderr_truncated"
         case wallMs = "wall_ms", cpuMs = "cpu_ms", degradedReason = "degraded_reason", setupError = "setup_error"
         case judgeRan = "judge_ran", judgeExitCode = "judge_exit_code", judgeSignal = "judge_signal"
-        case memoryFence = "memory_fence", programUid = "program_uid"
+        case memoryFence = "memory_fence", programUid = "program_uid", path
     }
 
     init(isolation: IsolationMode, ran: Bool, exitCode: Int32, signal: Int32, timedOut: Bool, outputFlood: Bool,
@@ -219,6 +233,7 @@ struct LauncherStatus: Sendable, Decodable {
         memoryFence = try c.decodeIfPresent(String.self, forKey: .memoryFence) ?? "rlimit"
         landlock = try c.decodeIfPresent(Int.self, forKey: .landlock) ?? 0
         programUid = try c.decodeIfPresent(UInt32.self, forKey: .programUid) ?? 0
+        path = try c.decodeIfPresent(JailPath.self, forKey: .path) ?? .cold
     }
 
     /// The launcher's final status. Without one, a launcher that was killed or

@@ -28,20 +28,36 @@ public actor JailRunner {
         self.cacheCapacity = max(0, cacheCapacity)
     }
 
+    /// With a pool, its gate bounds the runs instead of `parallelism`: one bound
+    /// for every runner sharing the pool (a daemon has one runner per time
+    /// limit), with turns taken fairly across solves (`JailPool.lane`).
     public func run(_ job: JailJob) async throws -> TestReport {
         let key = Key(job: job, limits: jail.limits)
         if let hit = cache[key] {
             stats.cacheHits += 1
             return hit
         }
-        try await acquire()
-        defer { release() }
+        let gate = jail.pool?.gate
+        if let gate { try await gate.acquire(lane: JailPool.lane) } else { try await acquire() }
+        let report: TestReport
+        do {
+            report = try await judge(job, key: key)
+        } catch {
+            if let gate { await gate.release() } else { release() }
+            throw error
+        }
+        if let gate { await gate.release() } else { release() }
+        return report
+    }
+
+    private func judge(_ job: JailJob, key: Key) async throws -> TestReport {
         if let hit = cache[key] { // filled while we waited for a slot
             stats.cacheHits += 1
             return hit
         }
         stats.runs += 1
         let report = try await jail.run(job)
+        if report.path == .warm { stats.warmRuns += 1 }
         if report.outcome != .timeout { store(key, report) }
         return report
     }

@@ -46,7 +46,7 @@ enum ReportBuilder {
                                 stdout: text(output.stdout, truncated: status.stdoutTruncated), stderr: stderr,
                                 wallMs: status.wallMs, cpuMs: status.cpuMs,
                                 signal: status.signal != 0 ? status.signal : nil, syntaxError: nil,
-                                isolation: status.isolation)
+                                isolation: status.isolation, path: status.path)
         if let syntax = recs.first(where: { $0.kind == "syntax" }) {
             report.syntaxError = "line \(syntax.line ?? 0): \(syntax.message ?? "")"
             return report

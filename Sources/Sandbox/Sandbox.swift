@@ -32,6 +32,9 @@ public struct JailLimits: Sendable, Hashable, Codable {
 
     public static let `default` = JailLimits()
 
+    /// The size of the /tmp work dir: twice the file-size limit, at least 8 MiB.
+    var tmpfsBytes: Int { max(fileSizeBytes * 2, 8 << 20) }
+
     /// The launcher refuses anything else (a NaN wall clock would disable the limit);
     /// checking here turns that into an error that names the field.
     func validate() throws {
@@ -166,6 +169,8 @@ public struct TestReport: Sendable, Codable {
     /// "line N: message" when the program does not compile.
     public var syntaxError: String?
     public var isolation: IsolationMode
+    /// Which jail ran it: a warm pool's or one set up for the run (absent in reports of older versions).
+    public var path: JailPath?
 }
 
 /// What `qcode doctor` shows about the jail on this machine.
@@ -182,6 +187,8 @@ public struct JailStats: Sendable, Hashable {
     public var runs: Int
     /// Runs answered from the cache.
     public var cacheHits: Int
+    /// Of `runs`, those a warm pool ran.
+    public var warmRuns = 0
 }
 
 public enum JailError: Error, CustomStringConvertible, Sendable {

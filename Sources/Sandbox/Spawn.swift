@@ -91,6 +91,40 @@ enum Spawner {
         return h
     }
 
+    /// posix_spawn of `executable` with `fds[i]` as its fd i (nothing else is inherited:
+    /// qcode's fds are close-on-exec), a clean signal mask and dispositions, a process
+    /// group of its own (a terminal's Ctrl-C is qcode's to handle, not the jail's) and
+    /// only PATH in its environment.
+    static func spawn(_ executable: String, arguments: [String], fds: [Int32]) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for (i, fd) in fds.enumerated() { posix_spawn_file_actions_adddup2(&actions, fd, Int32(i)) }
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        var defaults = sigset_t()
+        sigfillset(&defaults)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setpgroup(&attr, 0)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        let envp: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/bin:/bin"), nil]
+        defer { for p in envp { free(p) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, executable, &actions, &attr, argv, envp)
+        guard rc == 0 else {
+            // Gone since the jail was set up (a rebuild or `make clean` under a running daemon): say so.
+            if rc == ENOENT || rc == EACCES { throw JailError.launcherNotFound(searched: [executable]) }
+            throw JailError.spawnFailed("posix_spawn \(executable)", errno: rc)
+        }
+        return pid
+    }
+
     static func runBlocking(executable: String, arguments: [String], stdin: Data, safetyTimeout: Double,
                             handle: LauncherHandle) throws -> LauncherOutput {
         // The job goes in a memfd: no writer thread, no pipe-capacity deadlock.
@@ -122,34 +156,12 @@ enum Spawner {
         }
         closeList.append(contentsOf: writeEnds)
 
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, jobFd, 0)
-        for (i, fd) in writeEnds.enumerated() { posix_spawn_file_actions_adddup2(&actions, fd, Int32(i + 1)) }
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        var defaults = sigset_t()
-        sigfillset(&defaults)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setpgroup(&attr, 0)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { for p in argv { free(p) } }
-        let envp: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/bin:/bin"), nil]
-        defer { for p in envp { free(p) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, executable, &actions, &attr, argv, envp)
-        guard rc == 0 else {
+        let pid: pid_t
+        do {
+            pid = try spawn(executable, arguments: arguments, fds: [jobFd] + writeEnds)
+        } catch {
             for fd in readEnds { close(fd) }
-            // Gone since the jail was set up (a rebuild or `make clean` under a running daemon): say so.
-            if rc == ENOENT || rc == EACCES { throw JailError.launcherNotFound(searched: [executable]) }
-            throw JailError.spawnFailed("posix_spawn \(executable)", errno: rc)
+            throw error
         }
         for fd in closeList { close(fd) }
         closeList = readEnds

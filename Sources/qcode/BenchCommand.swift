@@ -100,7 +100,7 @@ struct Bench: AsyncParsableCommand {
         }
         if let rate = shown.challengePassRate { print(String(format: "challenge tests passed: %.1f%%", rate * 100)) }
         let split = shown.wallSplit
-        print(String(format: "wall time: %.1f%% waiting for the LLM, %.1f%% in the jail, %.1f%% in qcode", 100 * split.llm,
+        print(String(format: "wall time: %.1f%% waiting for the LLM, %.2f%% for the jail, %.2f%% in qcode itself", 100 * split.llm,
                      100 * split.jail, 100 * split.qcode))
         let errors = shown.tasks.filter { $0.error != nil }
         if !errors.isEmpty { print("\(errors.count) task(s) failed with errors, first: \(errors[0].error!)") }

@@ -48,6 +48,25 @@ struct Doctor: AsyncParsableCommand {
             line(false, "jail", "\(error)", fix: "run scripts/bootstrap, then `swift build` (qcode-jail sits next to qcode)")
         }
 
+        // The warm pool: one slot, one job. Without it every job runs cold: slower, as safe.
+        if let jail = try? Jail() {
+            let pool = JailPool(jail: jail, slots: 1)
+            var pooled = jail
+            pooled.pool = pool
+            switch await pool.waitUntilSettled() {
+            case .ready:
+                let r = try? await pooled.run(JailJob(program: "x = 1\n", tests: "assert x == 1"))
+                line(r?.path == .warm && r?.outcome == .passed, "jail pool",
+                     r.map { "warm: a job ran in \(String(format: "%.1f", $0.wallMs)) ms (\($0.outcome.rawValue))" } ?? "warm: the test job failed",
+                     fix: "the pool started but its job did not pass; run `swift test --filter WarmPool` for details")
+            case .unavailable(let why):
+                line(true, "jail pool", "unavailable, every job runs cold (slower, as safe): \(why)")
+            case .off, .starting:
+                line(true, "jail pool", "did not settle; jobs run cold")
+            }
+            pool.shutdown()
+        }
+
         // Configuration, then llama-server and the model it names.
         let config: Configuration
         do {

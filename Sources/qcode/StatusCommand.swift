@@ -37,6 +37,9 @@ struct Status: AsyncParsableCommand {
         if let e = s.llm.lastError { print("last LLM error  \(e)") }
         print(String(format: "caches          jail %d runs, %d hits (%.0f%%); LLM prompt cache %.0f%%",
                      s.caches.jailRuns, s.caches.jailCacheHits, s.caches.jailHitRate * 100, s.caches.llmPromptCacheShare * 100))
+        if let pool = s.caches.jailPool {
+            print("jail pool       \(pool); \(s.caches.jailWarmRuns ?? 0) of \(s.caches.jailRuns) runs warm")
+        }
     }
 
     static func duration(_ s: Double) -> String {

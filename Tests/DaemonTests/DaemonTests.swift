@@ -427,6 +427,8 @@ import TestSupport
         }
         // Variables that are not settings are allowed.
         _ = try Configuration.resolve(environment: ["QCODE_CACHE": "/tmp/x", "QCODE_JAIL": "/bin/true"], file: nil)
+        // The jail's own (sandbox/README.md): a delegated cgroup, the warm pool switched off.
+        _ = try Configuration.resolve(environment: ["QCODE_JAIL_CGROUP": "/sys/fs/cgroup/qcode", "QCODE_JAIL_POOL": "off"], file: nil)
     }
 
     @Test func aMistypedValueIsAnErrorThatNamesTheKey() throws {

@@ -456,10 +456,12 @@ func search(_ domain: ScriptedDomain, lambda: Double = 1, agg: Aggregation = .mi
     }
 }
 
-/// A scripted domain whose finished episodes have behaviours.
-struct BehavingDomain: PlanningDomain {
-    var base: ScriptedDomain
-    var behaviours: [String: String]
+/// A scripted domain with one part changed: everything it does not define is `base`'s.
+protocol ScriptedVariant: PlanningDomain where State == [String], Action == String {
+    var base: ScriptedDomain { get }
+}
+
+extension ScriptedVariant {
     var root: [String] { base.root }
     func propose(from state: [String], k: Int, seed: UInt64) async throws -> Expansion<String> {
         try await base.propose(from: state, k: k, seed: seed)
@@ -473,6 +475,12 @@ struct BehavingDomain: PlanningDomain {
     func key(of state: [String]) -> String { base.key(of: state) }
     func verify(_ state: [String]) async throws -> Verification { try await base.verify(state) }
     func describe(_ action: String) -> String { action }
+}
+
+/// A scripted domain whose finished episodes have behaviours.
+struct BehavingDomain: ScriptedVariant {
+    var base: ScriptedDomain
+    var behaviours: [String: String]
     func behaviour(of state: [String]) async throws -> Behaviour? {
         behaviours[key(of: state)].map { Behaviour(fingerprint: $0, cost: Cost(verifierRuns: 1)) }
     }

@@ -288,6 +288,20 @@ let layers: [HostileCase] = [
     },
     HostileCase(name: "multiprocessing", program: "import multiprocessing as m\np = m.Process(target=print)\np.start()\n",
                 tests: "assert True") { r, _ in r.outcome == .error },
+    // A warm job's processes are forks, not execs: nothing close-on-exec closes for them.
+    // A leaked status pipe to the launcher would let a program forge its own exit.
+    HostileCase(name: "the program holds the harness's fds and no other", program: """
+        import os
+        fds, kinds = [], []
+        for f in sorted(os.listdir('/proc/self/fd'), key=int):
+            try:
+                kinds.append(os.readlink('/proc/self/fd/' + f).split(':')[0])
+                fds.append(f)
+            except OSError:
+                pass  # the listing's own fd, closed by now
+        """, tests: "assert fds == ['0', '1', '2', '4', '5']\nassert kinds == ['/dev/null', 'pipe', 'pipe', 'pipe', 'pipe']") { r, _ in
+        r.outcome == .passed && r.passed == 2
+    },
     HostileCase(name: "threads work", program: """
         import threading
         out = []
@@ -472,25 +486,32 @@ let hostileCases = forgeries + guards + layers + degradedCases + testStyleCases
 
 @Suite("Hostile programs", .serialized)
 struct HostileTests {
-    @Test("every hostile program is contained, no verdict is forged, and the host is untouched")
-    func hostileSuite() async throws {
+    /// Both ways a job can run: cold (a jail set up for it) and warm (forked from a
+    /// pool's zygote). Degraded mode has no warm path: those cases run cold in both.
+    @Test("every hostile program is contained, no verdict is forged, and the host is untouched",
+          arguments: [JailPath.cold, .warm])
+    func hostileSuite(_ path: JailPath) async throws {
         #expect(hostileCases.count >= 100)
         let launcher = try #require(Jail.locateLauncher(), "build qcode-jail first")
         try FileManager.default.createDirectory(atPath: secretDir, withIntermediateDirectories: true)
         try "secret".write(toFile: secretDir + "/secret.txt", atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: secretDir) }
+        let pool: JailPool? = path == .warm ? try await readyPool() : nil
+        defer { pool?.shutdown() }
+        let cases = path == .warm ? hostileCases.filter { !$0.degraded } : hostileCases
         let results = try await withThrowingTaskGroup(of: (Int, TestReport, LauncherStatus).self) { group in
             var out: [Int: (TestReport, LauncherStatus)] = [:]
             var next = 0
             // Two at a time: the machine has two cores and other builds.
             func add() {
-                guard next < hostileCases.count else { return }
+                guard next < cases.count else { return }
                 let i = next
                 next += 1
-                let c = hostileCases[i]
+                let c = cases[i]
                 group.addTask {
                     var jail = try Jail(launcher: launcher, limits: c.limits)
                     jail.guards = c.guards
+                    jail.pool = pool
                     let (r, st) = try await jail.runDetailed(JailJob(program: c.program, tests: c.tests, kind: c.kind),
                                                              noUserNamespaces: c.degraded)
                     return (i, r, st)
@@ -503,17 +524,20 @@ struct HostileTests {
             }
             return out
         }
-        for (i, c) in hostileCases.enumerated() {
+        for (i, c) in cases.enumerated() {
             let (r, st) = try #require(results[i])
             #expect(c.check(r, st), "\(c): outcome \(r.outcome) passed \(r.passed)/\(r.total) \(r.asserts.map { $0.message ?? "" }) stderr: \(r.stderr.suffix(300))")
             #expect(r.isolation == (c.degraded ? .degraded : .namespaces), "\(c)")
+            #expect(r.path == (c.degraded ? .cold : path), "\(c) ran \(r.path.map(\.rawValue) ?? "?")")
         }
         for m in markers + markers.map({ $0 + "-fixture" }) + ["\(repoDir)/Sources/\(token)"] {
             #expect(!FileManager.default.fileExists(atPath: m), "escaped: \(m) exists on the host")
         }
+        // Stopping the pool ends its zygotes and the jobs it set up ahead.
+        pool?.shutdown()
         // The launcher reaps everything; the kernel may take a moment to finish tearing down namespaces.
         try await eventually("no left-over jailed processes") {
-            jailProcesses(cpuSeconds: 7).isEmpty && jailProcesses(cpuSeconds: 2).isEmpty
+            jailProcesses(cpuSeconds: 7).isEmpty && jailProcesses(cpuSeconds: 2).isEmpty && poolProcesses().isEmpty
         }
     }
 
@@ -686,13 +710,28 @@ func jailProcesses(cpuSeconds: Int) -> Set<Int32> {
         guard let pid = Int32(e), isOurs(pid), let cmd = FileManager.default.contents(atPath: "/proc/\(e)/cmdline"),
               !cmd.isEmpty else { continue }
         let args = cmd.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-        guard args.contains(where: { $0.contains("qcode_harness") }) else { continue }
+        // Cold runs carry the harness's marker; warm jobs are forks of a pool's server (`--serve`).
+        guard args.contains(where: { $0.contains("qcode_harness") }) || args.contains("--serve") else { continue }
         if let i = args.firstIndex(of: "--cpu"), i + 1 < args.count, args[i + 1] == String(cpuSeconds) { found.insert(pid) }
         let limits = (try? String(contentsOfFile: "/proc/\(e)/limits", encoding: .utf8)) ?? ""
         if let line = limits.split(separator: "\n").first(where: { $0.hasPrefix("Max cpu time") }),
            line.split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).first == Substring(String(cpuSeconds)) {
             found.insert(pid)
         }
+    }
+    return found
+}
+
+/// This test process's warm-pool processes: servers, zygotes, job inits and jobs.
+func poolProcesses() -> Set<Int32> {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    var found = Set<Int32>()
+    for e in entries {
+        guard let pid = Int32(e), isOurs(pid), let cmd = FileManager.default.contents(atPath: "/proc/\(e)/cmdline"),
+              cmd.split(separator: 0).contains(where: { String(decoding: $0, as: UTF8.self) == "--serve" }) else { continue }
+        let stat = (try? String(contentsOfFile: "/proc/\(e)/stat", encoding: .utf8)) ?? ""
+        if stat.split(separator: ")").last?.split(separator: " ").first == "Z" { continue }
+        found.insert(pid)
     }
     return found
 }

@@ -169,10 +169,11 @@ struct VerdictTests {
         Case(program: "def f(s):\n    return s.upper()\n", tests: "def check(x):\n    return f(x) == x.upper()\nassert check('abc')"),
     ]
 
-    @Test("honest programs pass", arguments: passing)
-    func honestPasses(_ c: Case) async throws {
-        let r = try await Jail().run(JailJob(program: c.program, tests: c.tests, setup: c.setup))
+    @Test("honest programs pass", arguments: passing, [JailPath.cold, .warm])
+    func honestPasses(_ c: Case, _ path: JailPath) async throws {
+        let r = try await jail(on: path).run(JailJob(program: c.program, tests: c.tests, setup: c.setup))
         #expect(r.outcome == .passed && r.failed == 0, "\(r.asserts.map { $0.message ?? "" }) \(r.stderr.suffix(300))")
+        #expect(r.path == path)
     }
 
     @Test func failuresSayWhatTheProgramReturned() async throws {
