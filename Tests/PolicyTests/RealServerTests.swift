@@ -140,6 +140,18 @@ struct RealServerTests {
             guard let stat = try? String(contentsOfFile: "/proc/\(p)/stat", encoding: .utf8) else { return false }
             return stat.split(separator: " ")[2] != "Z"
         }
+        // The shell's background child is the tie only once it has exec'd and forked its
+        // command: killed before, it would be reparented first and take its new parent for
+        // the one to watch. So wait for the tie's own child.
+        func hasChild(_ p: Int32) -> Bool {
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+            return entries.contains { entry in
+                guard Int32(entry) != nil, let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                      let close = stat.lastIndex(of: ")") else { return false }
+                return stat[close...].split(separator: " ").dropFirst(2).first == Substring(String(p))
+            }
+        }
+        try await eventually("the tie to start its command") { hasChild(pid) }
         #expect(running(pid))
         kill(owner.processIdentifier, SIGKILL)
         try await eventually("the tie to notice its owner died") { !running(pid) }

@@ -334,18 +334,29 @@ public struct FakeEndpoint {
 
     public init(program: String = "def add(a, b):\n    return a + b\n") async throws {
         fake = try FakeLlamaServer(program: program)
-        let port = Int.random(in: 20000...60000)
-        process = Process()
-        process.executableURL = FakeLlamaServer.binary
-        process.arguments = ["-m", fake.script.path, "--host", "127.0.0.1", "--port", String(port)]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        url = "http://127.0.0.1:\(port)"
-        let health = url + "/health"
-        try await eventually("the fake endpoint to listen") {
-            (try? await run("/usr/bin/curl", ["-sf", health]).status) == 0
+        // A random port may be taken (another test's server, a benchmark): a fake that
+        // cannot bind exits at once, and then another port is tried.
+        for _ in 1...8 {
+            let port = Int.random(in: 20000...60000)
+            let process = Process()
+            process.executableURL = FakeLlamaServer.binary
+            process.arguments = ["-m", fake.script.path, "--host", "127.0.0.1", "--port", String(port)]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let url = "http://127.0.0.1:\(port)"
+            let health = url + "/health"
+            try await eventually("the fake endpoint to listen on \(port) or exit") {
+                guard process.isRunning else { return true }
+                return (try? await run("/usr/bin/curl", ["-sf", health]).status) == 0
+            }
+            if process.isRunning {
+                self.process = process
+                self.url = url
+                return
+            }
         }
+        throw TestTimeout("the fake endpoint: no free port after 8 tries")
     }
 
     /// SIGKILL: the test process may run with SIGTERM ignored (a command under test sets that
