@@ -210,6 +210,28 @@ let forgeries: [HostileCase] = [
             return 999
         """),
     forgery("exits inside the call", "import os\ndef add(a, b):\n    os._exit(0)\n"),
+    // Tried by hand against the warm pool: a guessed "done" record on fd 3 and on stdout, then exit.
+    forgery("a guessed done record on fd 3 and stdout, then os._exit", """
+        import os, sys
+        def add(a, b):
+            for fd in (1, 3):
+                try:
+                    os.write(fd, b'{"kind":"done","passed":true}\\n')
+                except OSError:
+                    pass
+            os._exit(0)
+        """),
+    // ... and a thread that ends the process while the call is still running.
+    forgery("a background thread exits the process mid-call", """
+        import os, threading, time
+        def bg():
+            time.sleep(0.2)
+            os._exit(0)
+        threading.Thread(target=bg).start()
+        def add(a, b):
+            time.sleep(1)
+            return 999
+        """),
     // MBPP's asserts use `math.isclose` without importing math: the name must not
     // fall through to the program's global, patched or replaced.
     forgery("math.isclose patched in the program's math", """
