@@ -34,7 +34,7 @@ let package = Package(
         .executableTarget(name: "qcode-jail", path: "sandbox",
                           exclude: ["README.md"],
                           cSettings: [.define("_GNU_SOURCE")],
-                          linkerSettings: [.linkedLibrary("seccomp")]),
+                          linkerSettings: [.linkedLibrary("seccomp"), .unsafeFlags(["-static-stdlib", "-Xlinker", "--as-needed"])]),
 
         // Shared by every module: the cost ledger, seeds, time, JSON style, atomic writes.
         .target(name: "Basics"),

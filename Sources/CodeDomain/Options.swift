@@ -142,7 +142,7 @@ extension SolveOptions: Codable {
     /// wire: the coders convert). The CLI has one flag per field.
     public enum Field: String, CodingKey, CaseIterable, Sendable {
         case method, value, k, lambda, agg, budgetTokens, budgetExpansions, budgetSeconds, seed, samples, temperature
-        case maxDepth, continuations, greedyFirst, branchSamples, uncertainty, rolloutWeight, costWeight, revise, dedup
+        case maxDepth, continuations, greedyFirst, branchSamples, uncertainty, rolloutWeight, costWeight, branching, revise, dedup
         case select, rewardSamples, exploration, maxChildren, placeholderRoot, steps
         case stepTokens, maxLineTokens, maxProgramTokens, timeout
 
@@ -182,6 +182,7 @@ extension SolveOptions: Codable {
         try read(.uncertainty) { (v: Double) in search.uncertainty = v }
         try read(.rolloutWeight) { (v: Double) in search.rolloutWeight = v }
         try read(.costWeight) { (v: Double) in search.costWeight = v }
+        try read(.branching) { (v: Branching) in search.branching = v }
         try read(.revise) { (v: Double) in search.revise = v }
         try read(.dedup) { (v: Bool) in search.dedup = v }
         try read(.select) { (v: Int) in search.select = v }
@@ -216,6 +217,7 @@ extension SolveOptions: Codable {
         try c.encode(search.uncertainty, forKey: .uncertainty)
         try c.encode(search.rolloutWeight, forKey: .rolloutWeight)
         try c.encode(search.costWeight, forKey: .costWeight)
+        try c.encode(search.branching, forKey: .branching)
         try c.encode(search.revise, forKey: .revise)
         try c.encode(search.dedup, forKey: .dedup)
         try c.encode(search.select, forKey: .select)

@@ -62,9 +62,11 @@ private struct NodeInfo {
     /// Expansions here that drew only steps already tried.
     var repeats = 0
     var expansions = 0
-    /// Graded outcomes of the episodes through this node.
+    /// Graded outcomes of the episodes through this node, weighted (see `Branching`).
     var zSum = 0.0
-    var zCount = 0
+    var zWeight = 0.0
+    /// Probability of the distinct episodes drawn through here, from here.
+    var drawnMass = 0.0
     /// The root of the attempt this node belongs to.
     var attempt: Int
     /// Tokens of the cheapest known way from here to the end of an episode.
@@ -107,7 +109,7 @@ private struct TreeSearch<Domain: PlanningDomain> {
     /// Adds the state `action` leads to from `parent`, or finds it when the tree
     /// already holds it. Judges it when it ends an episode.
     mutating func step(from parent: Int, _ proposal: Proposal<Domain.Action>, q: Double,
-                       tokensBefore: Int) async throws -> (id: Int, new: Bool) {
+                       tokensBefore: Int, drawnAt origin: Int) async throws -> (id: Int, new: Bool) {
         let state = domain.apply(proposal.action, to: r.state(parent))
         let key = domain.key(of: state)
         if let existing = index[key] { return (existing, false) }
@@ -132,7 +134,7 @@ private struct TreeSearch<Domain: PlanningDomain> {
             }
             if let b = behaviour { r.spend(b.cost) }
             r.judged(id, verification, behaviour: behaviour?.fingerprint)
-            backUp(verification.credit, from: id)
+            backUp(verification.credit, from: id, drawnAt: origin)
             if settings.dedup, let b = behaviour?.fingerprint {
                 let key = "\(verification.passed)|\(b)"
                 if !seenBehaviours.insert(key).inserted { behaviourRepeats.insert(id) }
@@ -171,25 +173,46 @@ private struct TreeSearch<Domain: PlanningDomain> {
         return started
     }
 
-    /// Books a graded outcome on every node of its attempt's path.
-    mutating func backUp(_ z: Double, from terminal: Int) {
-        var node: Int? = terminal
+    /// Books a graded outcome, and the episode's probability, on every node of
+    /// its attempt's path. With `.episode` branching, nodes above `origin` (where
+    /// the episode was drawn) weigh it by the probability of reaching `origin`.
+    mutating func backUp(_ z: Double, from terminal: Int, drawnAt origin: Int) {
+        let byEpisode = settings.branching == .episode
         let attempt = info[terminal].attempt
+        let (end, branch) = (info[terminal].path.logprobSum, info[origin].path.logprobSum)
+        var above = false
+        var node: Int? = terminal
         while let n = node {
-            info[n].zSum += z
-            info[n].zCount += 1
+            let here = info[n].path.logprobSum
+            let w = byEpisode && above ? exp(min(0, branch - here)) : 1
+            info[n].zSum += w * z
+            info[n].zWeight += w
+            info[n].drawnMass += exp(min(0, end - here))
+            if n == origin { above = true }
             if n == attempt { break }
             node = r.trace[n].parent
+        }
+    }
+
+    /// v mixed with the verified outcomes of the episodes through `node`.
+    func value(_ node: Int) -> Double {
+        let n = info[node]
+        let mu = settings.rolloutWeight
+        guard n.zWeight > 0, mu > 0 else { return n.prior }
+        switch settings.branching {
+        case .step:
+            return (1 - mu) * n.prior + mu * n.zSum / n.zWeight
+        case .episode:
+            let c = (1 - mu) / mu
+            return (c * n.prior + n.zSum) / (c + n.zWeight)
         }
     }
 
     /// f of expanding `node` again: its value times the probability mass on steps not tried yet.
     func priority(_ node: Int) -> Double {
         let n = info[node]
-        let mu = settings.rolloutWeight
-        let v = n.zCount > 0 ? (1 - mu) * n.prior + mu * n.zSum / Double(n.zCount) : n.prior
-        let untried = max(0, 1 - n.triedMass)
-        var h = v * (settings.uncertainty > 0 ? pow(untried, settings.uncertainty) : 1)
+        let untried = max(0, 1 - (settings.branching == .episode ? n.drawnMass : n.triedMass))
+        var h = value(node) * (settings.uncertainty > 0 ? pow(untried, settings.uncertainty) : 1)
         h *= pow(0.5, Double(n.repeats))
         if settings.costWeight > 0 {
             // Per expected token, relative to a typical episode of `typicalTokens`.
@@ -252,11 +275,17 @@ private struct TreeSearch<Domain: PlanningDomain> {
             // Tokens left after each step: the cost of a new episode from the node the step leads to.
             var left = path.reduce(0) { $0 + $1.tokens }
             info[node].remainder = min(info[node].remainder ?? left, left)
+            // A draw repeats what the node has when its first step (`.step`) or its whole episode (`.episode`) is known.
+            var known = true
             for (i, proposal) in path.enumerated() {
                 try Task.checkCancellation()
                 let q = context.value.qValues(r.state(current), info[current].path, [proposal]).first ?? 0
-                let (id, new) = try await step(from: current, proposal, q: q, tokensBefore: before)
-                if i == 0 && !new { info[node].repeats += 1 }
+                let (id, new) = try await step(from: current, proposal, q: q, tokensBefore: before, drawnAt: node)
+                known = known && !new
+                switch settings.branching {
+                case .step: if i == 0 && !new { info[node].repeats += 1 }
+                case .episode: if info[id].terminal && known { info[node].repeats += 1 }
+                }
                 left -= proposal.tokens
                 info[id].remainder = min(info[id].remainder ?? left, left)
                 touched.insert(id)
@@ -308,7 +337,7 @@ private struct TreeSearch<Domain: PlanningDomain> {
             var current = 0
             for proposal in batch.paths.first ?? [] {
                 let q = context.value.qValues(r.state(current), info[current].path, [proposal]).first ?? 0
-                let (id, new) = try await step(from: current, proposal, q: q, tokensBefore: before)
+                let (id, new) = try await step(from: current, proposal, q: q, tokensBefore: before, drawnAt: 0)
                 if r.satisfied { r.report(); return r.finish(.solved) }
                 guard new, !info[id].terminal else { break }
                 push(id, .expand, f: r.trace[id].f)
@@ -331,7 +360,7 @@ private struct TreeSearch<Domain: PlanningDomain> {
             let qs = context.value.qValues(r.state(parent), info[parent].path, expansion.proposals)
             for (proposal, q) in zip(expansion.proposals, qs) {
                 try Task.checkCancellation()
-                let (id, new) = try await step(from: parent, proposal, q: q, tokensBefore: before)
+                let (id, new) = try await step(from: parent, proposal, q: q, tokensBefore: before, drawnAt: parent)
                 guard new else {
                     r.stats.duplicates += 1
                     continue

@@ -54,6 +54,9 @@ public struct SearchSettings: Sendable, Hashable, Codable {
     /// tokens of its cheapest known remainder) in its priority: value per token
     /// (0: ignore cost; branching deep is cheaper than starting over).
     public var costWeight = 0.5
+    /// How a node's worth of another draw is estimated: by its next step or by
+    /// whole episodes (see `Branching`).
+    public var branching = Branching.step
     /// Episodes that behave like one already judged (same outputs on probe
     /// inputs) count as repeats where they branched off, so the search moves on.
     public var dedup = false
@@ -79,6 +82,25 @@ public struct SearchSettings: Sendable, Hashable, Codable {
     public init() {}
 
     public static let defaults = SearchSettings()
+}
+
+/// What Q* (with continuations) asks of a node when it weighs drawing another
+/// episode there: how much of the policy's probability is still untried, and
+/// how the verified outcomes of episodes already drawn bear on a new one.
+public enum Branching: String, Sendable, Hashable, Codable, CaseIterable {
+    /// The mass of the distinct next steps tried at the node; every episode
+    /// through the node counts fully in its mean outcome (weight μ against v).
+    /// The root's first step is nearly certain, so the root looks spent after
+    /// one episode and later episodes branch from the greedy program's prefix.
+    case step
+    /// The mass of the whole episodes drawn from the node (what sampling
+    /// without replacement has left), and outcomes weighted by how likely a
+    /// fresh draw from the node is to repeat them: an episode drawn at a deeper
+    /// node d counts at an ancestor a with P(a → d), so failures deep in one
+    /// program do not condemn a fresh start. Outcomes and the value model's v
+    /// are pooled as pseudo-counts (v weighs (1−μ)/μ episodes), so a node whose
+    /// episodes keep failing loses its appeal instead of settling at μ·z.
+    case episode
 }
 
 /// Seconds since an arbitrary origin. Injected so deadline budgets are testable.

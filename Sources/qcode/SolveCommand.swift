@@ -134,6 +134,9 @@ struct SolveFlags: ParsableArguments {
     @Option(help: "Q*: exponent β of a node's expected cost (its cheapest remaining episode, in tokens) in its priority (0: ignore cost). Default: \(d.search.costWeight).")
     var costWeight: Double?
 
+    @Option(help: "Q*: what a node's worth of another draw is judged by: \(Branching.allCases.map(\.rawValue).joined(separator: " or ")) (the mass of untried next steps, or of undrawn whole programs). Default: \(d.search.branching.rawValue).")
+    var branching: Branching?
+
     @Option(help: "Q*: weight of writing a failed program again with the test's feedback (0: never). Default: \(d.search.revise).")
     var revise: Double?
 
@@ -193,6 +196,7 @@ struct SolveFlags: ParsableArguments {
         if let uncertainty { o.search.uncertainty = uncertainty }
         if let rolloutWeight { o.search.rolloutWeight = rolloutWeight }
         if let costWeight { o.search.costWeight = costWeight }
+        if let branching { o.search.branching = branching }
         if let revise { o.search.revise = revise }
         if let dedup { o.search.dedup = dedup }
         if let select { o.search.select = select }
@@ -219,6 +223,7 @@ struct SolveFlags: ParsableArguments {
 
 extension Aggregation: ExpressibleByArgument {}
 extension StepShape: ExpressibleByArgument {}
+extension Branching: ExpressibleByArgument {}
 
 struct Solve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

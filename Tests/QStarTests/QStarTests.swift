@@ -426,6 +426,53 @@ func search(_ domain: ScriptedDomain, lambda: Double = 1, agg: Aggregation = .mi
         #expect(blind.log.continued.withLock { $0.map(\.key) }.dropFirst().first == "p")
     }
 
+    /// The coverage failure measured on MBPP (BENCHMARKS.md): after greedy fails, `.step`
+    /// branching weighs the root by its next step only, which greedy already took with p 0.6,
+    /// so it keeps drawing under that step where unsure steps are left. `.episode` branching
+    /// sees that the greedy program holds only p ≈ 0.17 of the root's whole-program mass, and
+    /// that the root's prior is the best on the frontier, so it starts over sooner.
+    @Test func episodeBranchingWeighsTheRootByWholePrograms() async throws {
+        let paths: [String: [[String]]] = [
+            "": [["a", "b", "c!"], ["z", "z!"]],
+            "a": (1...6).map { ["b\($0)", "c\($0)!"] },
+        ]
+        var logprobs = ["a": -0.5, "b": -1.2, "c!": -0.05, "z": -1, "z!": -0.05]
+        for i in 1...6 { logprobs["b\(i)"] = -3; logprobs["c\(i)!"] = -0.05 }
+        func run(_ branching: Branching) async throws -> (keys: [String], result: SearchResult<[String]>) {
+            let domain = ScriptedDomain(tree: [:], goals: ["z/z!": 2], paths: paths, stepLogprob: logprobs)
+            let result = try await tree(domain) {
+                $0.branching = branching
+                $0.costWeight = 0.5
+            }
+            return (domain.log.continued.withLock { $0.map(\.key) }, result)
+        }
+        let step = try await run(.step)
+        #expect(step.keys.prefix(3) == ["", "a", "a"], "\(step.keys)")
+        let episode = try await run(.episode)
+        #expect(episode.keys == ["", "a", ""], "\(episode.keys)")
+        #expect(episode.result.best == ["z", "z!"] && step.result.best == ["z", "z!"])
+        #expect(episode.result.statistics.cost.generatedTokens < step.result.statistics.cost.generatedTokens)
+    }
+
+    /// With `.episode` branching a node whose new draws keep failing loses its appeal (its
+    /// prior counts as (1−μ)/μ episodes among its outcomes); with `.step` its value never
+    /// falls below (1−μ)·v, so the policy's favourite keeps every draw while its mass lasts.
+    @Test func episodeBranchingDiscountsRepeatedFailures() async throws {
+        let paths: [String: [[String]]] = [
+            "": [["p", "p0!"], ["q", "q0!"]], "p": (1...8).map { ["p\($0)!"] }, "q": [["q1!"]],
+        ]
+        var logprobs = ["p": -0.1, "q": -3, "p0!": -1.5, "q0!": -1.5, "q1!": -4]
+        for i in 1...8 { logprobs["p\(i)!"] = -4 }
+        func keys(_ branching: Branching) async throws -> [String] {
+            let domain = ScriptedDomain(tree: [:], goals: ["q/q1!": 2], paths: paths, stepLogprob: logprobs)
+            let result = try await tree(domain) { $0.greedyFirst = false; $0.branchSamples = 2; $0.branching = branching }
+            #expect(result.best == ["q", "q1!"])
+            return domain.log.continued.withLock { $0.map(\.key) }
+        }
+        #expect(try await keys(.episode) == ["", "p", "q"])
+        let s = try await keys(.step); #expect(s.prefix(4) == ["", "p", "p", "p"], "\(s)")
+    }
+
     @Test func aFailedEpisodeIsWrittenAgainWithItsFeedback() async throws {
         let domain = ScriptedDomain(tree: [:], goals: ["retry wrong!/fixed!": 2], credit: ["wrong!": 0.5],
                                     paths: ["": [["wrong!"]], "retry wrong!": [["fixed!"]]],

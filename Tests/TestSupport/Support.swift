@@ -398,6 +398,7 @@ extension SolveOptions {
         o.search.uncertainty = 2
         o.search.rolloutWeight = 0.9
         o.search.costWeight = 0.75
+        o.search.branching = o.search.branching == .step ? .episode : .step
         o.search.revise = 0.125
         o.search.dedup = true
         o.search.select = 3
