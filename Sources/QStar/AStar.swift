@@ -86,6 +86,8 @@ private struct TreeSearch<Domain: PlanningDomain> {
     /// the episodes that repeated one (new code, known behaviour).
     var seenBehaviours: Set<String> = []
     var behaviourRepeats: Set<Int> = []
+    /// Added to the sampling temperature each time every node was spent (see `reopen`).
+    var heat = 0.0
     /// Judgements of the episodes one expansion brought, started together.
     var judging: (work: Concurrently<Judgement>, index: [String: Int])?
     typealias Judgement = (verification: Verification, behaviour: Behaviour?)
@@ -235,7 +237,7 @@ private struct TreeSearch<Domain: PlanningDomain> {
 
     mutating func continuations() async throws -> SearchResult<Domain.State> {
         push(0, .expand, f: settings.lambda)
-        while let entry = open.popMax() {
+        while let entry = open.popMax() ?? reopen() {
             try Task.checkCancellation()
             guard entry.version == info[entry.node].version else { continue }
             if let reason = r.exhausted(settings.budget) { return r.finish(reason) }
@@ -259,7 +261,7 @@ private struct TreeSearch<Domain: PlanningDomain> {
         let greedy = settings.greedyFirst && attemptRoot && info[node].expansions == 0
         r.trace[node].expandedAt = r.stats.expansions
         let batch = try await domain.continuations(from: r.state(node), n: greedy ? 1 : settings.branchSamples,
-                                                   temperature: greedy ? 0 : settings.temperature,
+                                                   temperature: greedy ? 0 : settings.temperature + heat,
                                                    seed: SplitMix64.mix(settings.seed, UInt64(r.stats.expansions)))
         let before = r.call(batch.cost)
         info[node].expansions += 1
@@ -309,6 +311,23 @@ private struct TreeSearch<Domain: PlanningDomain> {
 
     /// Draws at a node that bring nothing new before the search stops going back there.
     static var maxRepeats: Int { 3 }
+
+    /// Every node is spent (its draws kept repeating what the tree holds) but
+    /// budget may remain: rather than give up with a failing program, start
+    /// over from the root, sampling hotter so the policy leaves the programs
+    /// it keeps repeating. Only a search that would otherwise have ended comes
+    /// here, so what it does before is unchanged, and its order still does not
+    /// depend on the budget. Ends when the temperature would pass `maxTemperature`.
+    mutating func reopen() -> OpenEntry? {
+        guard !r.satisfied, settings.temperature + heat + Self.heatStep <= Self.maxTemperature + 1e-9 else { return nil }
+        heat += Self.heatStep
+        info[0].repeats = 0
+        push(0, .expand, f: priority(0))
+        return open.popMax()
+    }
+
+    static var heatStep: Double { 0.2 }
+    static var maxTemperature: Double { 1.4 }
 
     mutating func revise(_ terminal: Int) async throws {
         guard let verification = r.trace[terminal].verification,

@@ -473,6 +473,25 @@ func search(_ domain: ScriptedDomain, lambda: Double = 1, agg: Aggregation = .mi
         let s = try await keys(.step); #expect(s.prefix(4) == ["", "p", "p", "p"], "\(s)")
     }
 
+    /// Measured on MBPP (issue 13): when every node's draws keep repeating what the tree has,
+    /// Q* used to stop with budget left and a failing program. It now starts over from the
+    /// root, hotter each time, until a program passes, the budget ends, or T reaches 1.4.
+    @Test func aSpentSearchStartsOverHotterInsteadOfGivingUp() async throws {
+        let repeating = ScriptedDomain(tree: [:], goals: ["b!": 2], paths: ["": [["a!"], ["a!"], ["a!"], ["a!"], ["b!"]]])
+        let result = try await tree(repeating)
+        #expect(result.statistics.stop == .solved && result.best == ["b!"])
+        let temperatures = repeating.log.rolloutTemperatures.withLock { $0 }
+        #expect(temperatures.count == 5 && temperatures.prefix(4) == [0, 0.8, 0.8, 0.8])
+        #expect(abs(temperatures[4] - 1.0) < 1e-9)
+        // A policy that never writes anything else: four rounds of heat, then the search ends.
+        let stuck = ScriptedDomain(tree: [:], goals: [:], paths: ["": [["a!"]]])
+        let ended = try await tree(stuck)
+        #expect(ended.statistics.stop == .exhausted)
+        let hottest = try #require(stuck.log.rolloutTemperatures.withLock { $0 }.max())
+        #expect(abs(hottest - 1.4) < 1e-9)
+        #expect(stuck.log.rolloutTemperatures.withLock { $0 }.count == 1 + 3 * 4)
+    }
+
     @Test func aFailedEpisodeIsWrittenAgainWithItsFeedback() async throws {
         let domain = ScriptedDomain(tree: [:], goals: ["retry wrong!/fixed!": 2], credit: ["wrong!": 0.5],
                                     paths: ["": [["wrong!"]], "retry wrong!": [["fixed!"]]],
