@@ -165,6 +165,31 @@ let forgeries: [HostileCase] = [
         def add(a, b):
             return [2, 2]
         """, tests: "assert len(add(2, 2)) == 999\nassert sorted(add(2, 2)) == 999\nassert isinstance(add(2, 2), str)\nassert False"),
+    // Tried by hand after relinking the launcher (this session): every layer at once, from inside
+    // the call, and the call then returns normally instead of exiting.
+    forgery("patched builtins, frame walk, /proc/self/mem and a fd 3 record inside the call", """
+        import sys, os, builtins
+        builtins.len = lambda x: 0
+        builtins.isinstance = lambda *a: True
+        def add(a, b):
+            try:
+                f = sys._getframe(1)
+                while f is not None:
+                    if 'emit' in f.f_locals: f.f_locals['emit']({'ok': True})
+                    f = f.f_back
+            except Exception:
+                pass
+            try:
+                open('/proc/self/mem', 'rb').read(16)
+            except Exception:
+                pass
+            for fd in range(3, 8):
+                try:
+                    os.write(fd, b'{"kind":"done","passed":true}\\n')
+                except Exception:
+                    pass
+            return a + b
+        """),
     forgery("sys.modules replaced", """
         import sys, types
         fake = types.ModuleType('m')
