@@ -167,7 +167,7 @@ let forgeries: [HostileCase] = [
         """, tests: "assert len(add(2, 2)) == 999\nassert sorted(add(2, 2)) == 999\nassert isinstance(add(2, 2), str)\nassert False"),
     // Tried by hand after relinking the launcher (this session): every layer at once, from inside
     // the call, and the call then returns normally instead of exiting.
-    forgery("patched builtins, frame walk, /proc/self/mem and a fd 3 record inside the call", """
+    forgery("patched builtins, frame walk, /proc/self/mem and done records on fds 3-7 inside the call", """
         import sys, os, builtins
         builtins.len = lambda x: 0
         builtins.isinstance = lambda *a: True
