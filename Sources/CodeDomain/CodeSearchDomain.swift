@@ -18,13 +18,17 @@ public struct CodeState: Sendable {
     public let facts: CodeFacts
     /// When this program is a second try: the failed one and what the verifier said.
     public var attempt: Attempt?
+    /// How the task was put to the policy for this program.
+    public var framing: Framing
 
-    public init(program: String, finished: Bool, parsed: ParsedProgram, facts: CodeFacts, attempt: Attempt? = nil) {
+    public init(program: String, finished: Bool, parsed: ParsedProgram, facts: CodeFacts, attempt: Attempt? = nil,
+                framing: Framing = .instruct) {
         self.program = program
         self.finished = finished
         self.parsed = parsed
         self.facts = facts
         self.attempt = attempt
+        self.framing = framing
     }
 
     public var lines: [String] {
@@ -116,7 +120,7 @@ public struct CodeSearchDomain: PlanningDomain {
         // A stub's search starts from the module up to the body; others from nothing.
         let parsed = syntax.parse(task.initialProgram)
         self.root = CodeState(program: task.initialProgram, finished: false, parsed: parsed,
-                              facts: codeFacts(parsed, entryPoint: entryPoint))
+                              facts: codeFacts(parsed, entryPoint: entryPoint), framing: options.framings.first ?? .instruct)
     }
 
     public func propose(from state: CodeState, k: Int, seed: UInt64) async throws -> Expansion<CodeAction> {
@@ -163,10 +167,23 @@ public struct CodeSearchDomain: PlanningDomain {
         return CodeAction(line: line, ends: false)
     }
 
-    /// The prompt that continues `state`: the task (and, on a second try, the
-    /// failed program and its feedback), then the code so far.
+    /// The prompt that continues `state`: the task as its framing puts it (and,
+    /// on a second try, the failed program and its feedback), then the code so far.
     func prompt(for state: CodeState) -> String {
-        prompts.prefix(for: task, attempt: state.attempt) + state.program
+        prompts.prefix(for: task, framing: state.framing, attempt: state.attempt) + state.program
+    }
+
+    /// The root under the other framings of `--framings`: fresh starts whose
+    /// programs come from another prompt. A framing that gives this task the
+    /// root's prompt (a stub, a plain prompt) adds nothing and is left out.
+    public func alternatives() -> [(state: CodeState, label: String)] {
+        var seen: Set<String> = [prompts.prefix(for: task, framing: root.framing)]
+        return options.framings.dropFirst().compactMap { framing in
+            guard seen.insert(prompts.prefix(for: task, framing: framing)).inserted else { return nil }
+            var state = root
+            state.framing = framing
+            return (state, "framing: \(framing.rawValue)")
+        }
     }
 
     public func continuations(from state: CodeState, n: Int, temperature: Double, seed: UInt64) async throws -> Continuations<CodeAction> {
@@ -201,7 +218,8 @@ public struct CodeSearchDomain: PlanningDomain {
             parsed = syntax.extend(state.parsed, appended)
         }
         let ends = action.ends
-        return CodeState(program: program, finished: ends, parsed: parsed, facts: codeFacts(parsed, entryPoint: entryPoint))
+        return CodeState(program: program, finished: ends, parsed: parsed, facts: codeFacts(parsed, entryPoint: entryPoint),
+                         attempt: state.attempt, framing: state.framing)
     }
 
     public func processReward(of state: CodeState) -> Double {
@@ -215,13 +233,15 @@ public struct CodeSearchDomain: PlanningDomain {
 
     /// Trailing whitespace and runs of blank lines do not make a program new;
     /// with code steps (and for finished programs) neither do comments. A
-    /// second try's unfinished states are apart from the first's (their prompt
-    /// differs); finished programs are one node whichever try wrote them.
+    /// second try's unfinished states are apart from the first's, and so are
+    /// another framing's (their prompt differs); finished programs are one node
+    /// whichever try or framing wrote them.
     public func key(of state: CodeState) -> String {
         let body = state.finished || options.steps == .code ? Self.codeOnly(state.program) : Self.trimmed(state.lines)
         if state.finished { return body + "\n<end>" }
-        guard let attempt = state.attempt else { return body }
-        return "<retry \(attempt.failedProgram.hashValue) \(attempt.feedback.hashValue)>\n" + body
+        let framed = state.framing == root.framing ? body : "<\(state.framing.rawValue)>\n" + body
+        guard let attempt = state.attempt else { return framed }
+        return "<retry \(attempt.failedProgram.hashValue) \(attempt.feedback.hashValue)>\n" + framed
     }
 
     static func trimmed(_ lines: [String]) -> String {
@@ -277,7 +297,8 @@ public struct CodeSearchDomain: PlanningDomain {
     public func revision(of failed: CodeState, after verification: Verification) -> CodeState? {
         guard failed.finished, prompts.style == .chatml else { return nil }
         let attempt = Attempt(failedProgram: failed.program, feedback: feedback(on: failed.program, verification))
-        return CodeState(program: root.program, finished: false, parsed: root.parsed, facts: root.facts, attempt: attempt)
+        return CodeState(program: root.program, finished: false, parsed: root.parsed, facts: root.facts, attempt: attempt,
+                         framing: failed.framing)
     }
 
     /// What went wrong, in words a programmer would give: the failing visible

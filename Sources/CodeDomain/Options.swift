@@ -88,6 +88,10 @@ public struct SolveOptions: Sendable, Hashable {
     public var maxProgramTokens = 512
     /// Seconds a program may run in the jail.
     public var timeout = 10.0
+    /// How the task is put to the policy. Every method starts from the first;
+    /// Q* (with continuations) opens a fresh attempt under each of the others,
+    /// and best-of-N takes its calls from them in turn.
+    public var framings: [Framing] = [.instruct]
 
     public init() {}
     public static let defaults = SolveOptions()
@@ -131,6 +135,9 @@ public struct SolveOptions: Sendable, Hashable {
         guard maxLineTokens >= 1 else { throw OptionError("max_line_tokens", "must be at least 1") }
         guard maxProgramTokens >= 1 else { throw OptionError("max_program_tokens", "must be at least 1") }
         guard timeout > 0, timeout <= 3600 else { throw OptionError("timeout", "must be between 0 and 3600 seconds") }
+        guard !framings.isEmpty, Set(framings).count == framings.count else {
+            throw OptionError("framings", "must name each of \(Framing.allCases.map(\.rawValue).joined(separator: ", ")) at most once, and at least one")
+        }
         if let path = value.path, !FileManager.default.isReadableFile(atPath: path) {
             throw OptionError("value", "no readable QVM model file at \(path): train one with `qcode train-qvm`")
         }
@@ -144,7 +151,7 @@ extension SolveOptions: Codable {
         case method, value, k, lambda, agg, budgetTokens, budgetExpansions, budgetSeconds, seed, samples, temperature
         case maxDepth, continuations, greedyFirst, branchSamples, uncertainty, rolloutWeight, costWeight, branching, revise, dedup
         case select, rewardSamples, exploration, maxChildren, placeholderRoot, steps
-        case stepTokens, maxLineTokens, maxProgramTokens, timeout
+        case stepTokens, maxLineTokens, maxProgramTokens, timeout, framings
 
         /// The name on the wire and in error messages.
         public var wireName: String { JSONCoding.snakeCase(rawValue) }
@@ -195,6 +202,7 @@ extension SolveOptions: Codable {
         try read(.maxLineTokens) { (v: Int) in maxLineTokens = v }
         try read(.maxProgramTokens) { (v: Int) in maxProgramTokens = v }
         try read(.timeout) { (v: Double) in timeout = v }
+        try read(.framings) { (v: [Framing]) in framings = v }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -230,5 +238,6 @@ extension SolveOptions: Codable {
         try c.encode(maxLineTokens, forKey: .maxLineTokens)
         try c.encode(maxProgramTokens, forKey: .maxProgramTokens)
         try c.encode(timeout, forKey: .timeout)
+        try c.encode(framings, forKey: .framings)
     }
 }

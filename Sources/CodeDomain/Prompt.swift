@@ -7,6 +7,20 @@ public enum PromptStyle: String, Sendable, Codable, CaseIterable {
     case plain
 }
 
+/// How the task is put to the policy before its code starts. Each framing is
+/// another distribution over programs, so a search that opens one attempt per
+/// framing (`--framings`) draws programs sampling one prompt does not.
+public enum Framing: String, Sendable, Hashable, Codable, CaseIterable {
+    /// The task and its visible tests, then the code. The instruct models
+    /// write a comment before most lines.
+    case instruct
+    /// Three short worked examples (a task, its test, a terse program) as
+    /// earlier turns of the chat, then the task. The policy then writes
+    /// programs in the examples' style, in about half the tokens. Chat prompts
+    /// for described tasks only: a stub or a plain prompt is put as `instruct`.
+    case examples
+}
+
 /// Builds prompts whose task part is byte-identical across calls, so a server's
 /// prefix cache serves it and only the newest line is evaluated.
 public struct PromptBuilder: Sendable, Hashable {
@@ -22,36 +36,68 @@ public struct PromptBuilder: Sendable, Hashable {
     /// The fixed part: everything before the first line of code. On a second
     /// try, the conversation goes on: the failed program as the assistant's
     /// answer, the verifier's feedback as the user's reply, and a fresh fence.
-    public func prefix(for task: CodeTask, attempt: Attempt?) -> String {
-        let first = prefix(for: task)
+    public func prefix(for task: CodeTask, framing: Framing = .instruct, attempt: Attempt?) -> String {
+        let first = prefix(for: task, framing: framing)
         guard let attempt, style == .chatml else { return first }
         return first + attempt.failedProgram + "```<|im_end|>\n<|im_start|>user\n" + attempt.feedback
             + "\nWrite the corrected code.<|im_end|>\n<|im_start|>assistant\n```python\n"
     }
 
-    public func prefix(for task: CodeTask) -> String {
+    public func prefix(for task: CodeTask, framing: Framing = .instruct) -> String {
         if let stub = task.stub { return prefix(for: stub) }
         let tests = task.tests.joined(separator: "\n")
-        let plural = task.tests.count == 1 ? "this test" : "these tests"
         switch style {
         case .chatml:
-            return """
-            <|im_start|>system
-            \(system)<|im_end|>
-            <|im_start|>user
-            \(task.text)
-            Your code should pass \(plural):
-            \(tests)<|im_end|>
-            <|im_start|>assistant
-            ```python
-
-            """
+            let shots = framing == .examples ? Self.examples.map { Self.turn($0.task, $0.tests, answer: $0.program) }.joined() : ""
+            return "<|im_start|>system\n\(system)<|im_end|>\n" + shots + Self.turn(task.text, task.tests, answer: nil)
         case .plain:
+            let plural = task.tests.count == 1 ? "this test" : "these tests"
             let text = task.text.split(separator: "\n").map { "# \($0)" }.joined(separator: "\n")
             let shown = tests.split(separator: "\n").map { "# \($0)" }.joined(separator: "\n")
             return "\(text)\n# Your code should pass \(plural):\n\(shown)\n\n"
         }
     }
+
+    /// One exchange of the chat: the task with its tests from the user, then the
+    /// assistant's fenced program (left open when `answer` is nil, for the policy to write).
+    static func turn(_ text: String, _ tests: [String], answer: String?) -> String {
+        let plural = tests.count == 1 ? "this test" : "these tests"
+        let opened = "<|im_start|>user\n\(text)\nYour code should pass \(plural):\n\(tests.joined(separator: "\n"))<|im_end|>\n"
+            + "<|im_start|>assistant\n```python\n"
+        return answer.map { opened + $0 + "\n```<|im_end|>\n" } ?? opened
+    }
+
+    /// The worked examples of `Framing.examples`: written for qcode, in MBPP's
+    /// shape but not from it (no benchmark task leaks into the prompt), terse
+    /// on purpose, and varied (an expression, a loop with an early return, a dictionary).
+    static let examples: [(task: String, tests: [String], program: String)] = [
+        ("Write a function to find the sum of the squares of the even numbers in a list.",
+         ["assert sum_even_squares([1, 2, 3, 4]) == 20"],
+         "def sum_even_squares(nums):\n    return sum(x * x for x in nums if x % 2 == 0)"),
+        ("Write a python function to check whether the round brackets in a string are balanced.",
+         [#"assert is_balanced("(()())") == True"#],
+         """
+         def is_balanced(s):
+             depth = 0
+             for ch in s:
+                 if ch == '(':
+                     depth += 1
+                 elif ch == ')':
+                     depth -= 1
+                     if depth < 0:
+                         return False
+             return depth == 0
+         """),
+        ("Write a function to merge two dictionaries, adding up the values of the keys they share.",
+         ["assert merge_add({'a': 1, 'b': 2}, {'b': 3, 'c': 4}) == {'a': 1, 'b': 5, 'c': 4}"],
+         """
+         def merge_add(d1, d2):
+             result = dict(d1)
+             for key, value in d2.items():
+                 result[key] = result.get(key, 0) + value
+             return result
+         """),
+    ]
 
     /// A stub, HumanEval's shape: the code so far (the search's root state) is the module
     /// up to the body, so the model continues the function from its signature and

@@ -21,23 +21,24 @@ extension PromptBuilder {
         """
 
     /// The task, the program as the assistant's answer, then `request` from the user.
-    func conversation(for task: CodeTask, program: String, request: String) -> String {
-        prefix(for: task) + program + "```<|im_end|>\n<|im_start|>user\n" + request + "<|im_end|>\n<|im_start|>assistant\n"
+    func conversation(for task: CodeTask, framing: Framing, program: String, request: String) -> String {
+        prefix(for: task, framing: framing) + program + "```<|im_end|>\n<|im_start|>user\n" + request + "<|im_end|>\n<|im_start|>assistant\n"
     }
 
-    public func critique(for task: CodeTask, program: String, feedback: String?) -> String {
+    public func critique(for task: CodeTask, framing: Framing = .instruct, program: String, feedback: String?) -> String {
         let said = feedback.map { $0 + "\n" } ?? ""
-        return conversation(for: task, program: program, request: said + Self.critiqueRequest)
+        return conversation(for: task, framing: framing, program: program, request: said + Self.critiqueRequest)
     }
 
-    public func refinement(for task: CodeTask, program: String, feedback: String?, critique: String) -> String {
-        self.critique(for: task, program: program, feedback: feedback) + critique
+    public func refinement(for task: CodeTask, framing: Framing = .instruct, program: String, feedback: String?,
+                           critique: String) -> String {
+        self.critique(for: task, framing: framing, program: program, feedback: feedback) + critique
             + "<|im_end|>\n<|im_start|>user\n" + Self.refineRequest + "<|im_end|>\n<|im_start|>assistant\n```python\n"
     }
 
     /// The answer is pre-filled with "[Analyst]" so every sample starts in the asked format.
-    public func selfEvaluation(for task: CodeTask, program: String) -> String {
-        conversation(for: task, program: program, request: Self.evaluationRequest) + "[Analyst]"
+    public func selfEvaluation(for task: CodeTask, framing: Framing = .instruct, program: String) -> String {
+        conversation(for: task, framing: framing, program: program, request: Self.evaluationRequest) + "[Analyst]"
     }
 
     /// The score an evaluation gives: the first number after its last
@@ -65,14 +66,15 @@ extension CodeSearchDomain {
     public func placeholder() -> CodeState? {
         let program = "# I don't know.\n"
         let parsed = syntax.parse(program)
-        return CodeState(program: program, finished: true, parsed: parsed, facts: codeFacts(parsed, entryPoint: entryPoint))
+        return CodeState(program: program, finished: true, parsed: parsed, facts: codeFacts(parsed, entryPoint: entryPoint),
+                         framing: root.framing)
     }
 
     public func critique(_ state: CodeState, after verification: Verification?, seed: UInt64) async throws -> Critique {
         try requireChat()
         let said = verification.map { self.feedback(on: state.program, $0) }
         let response = try await model.complete(CompletionRequest(
-            prompt: prompts.critique(for: task, program: state.program, feedback: said), n: 1,
+            prompt: prompts.critique(for: task, framing: state.framing, program: state.program, feedback: said), n: 1,
             maxTokens: Self.critiqueTokens, stop: ["<|im_end|>"],
             sampling: Sampling(temperature: options.search.temperature), seed: seed, slot: slot))
         let text = response.choices.first?.text.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
@@ -84,21 +86,21 @@ extension CodeSearchDomain {
         // The rewrite starts where every program of this task starts (a stub: the module up to the body).
         let start = root.program
         let response = try await model.complete(CompletionRequest(
-            prompt: prompts.refinement(for: task, program: state.program, feedback: critique.feedback, critique: critique.text) + start,
+            prompt: prompts.refinement(for: task, framing: state.framing, program: state.program, feedback: critique.feedback, critique: critique.text) + start,
             n: 1, maxTokens: options.maxProgramTokens, stop: prompts.endMarkers + task.stops,
             sampling: Sampling(temperature: options.search.temperature), seed: seed, slot: slot))
         let text = task.clip(response.choices.first?.text ?? "", after: start).text
         let code = String((start + text).reversed().drop(while: \.isWhitespace).reversed())
         let program = code.isEmpty ? "" : code + "\n"
         let parsed = syntax.parse(program)
-        return (CodeState(program: program, finished: true, parsed: parsed, facts: codeFacts(parsed, entryPoint: entryPoint)),
-                response.cost)
+        return (CodeState(program: program, finished: true, parsed: parsed, facts: codeFacts(parsed, entryPoint: entryPoint),
+                          framing: state.framing), response.cost)
     }
 
     public func selfEvaluate(_ state: CodeState, n: Int, seed: UInt64) async throws -> (scores: [Double?], cost: Cost) {
         try requireChat()
         let response = try await model.complete(CompletionRequest(
-            prompt: prompts.selfEvaluation(for: task, program: state.program), n: n,
+            prompt: prompts.selfEvaluation(for: task, framing: state.framing, program: state.program), n: n,
             maxTokens: Self.evaluationTokens, stop: ["<|im_end|>"],
             sampling: Sampling(temperature: options.search.temperature), seed: seed, slot: slot))
         return (response.choices.map { PromptBuilder.score(in: $0.text) }, response.cost)

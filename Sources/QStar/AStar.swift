@@ -21,7 +21,9 @@ import HeapModule
 ///   episode costs only its remaining steps. A node's value mixes the value
 ///   model with the graded outcomes of the episodes through it
 ///   ((1−μ)·v + μ·z). A failed episode can be written again with the
-///   verifier's feedback in view (`PlanningDomain.revision`).
+///   verifier's feedback in view (`PlanningDomain.revision`), and the domain's
+///   other framings of the problem (`PlanningDomain.alternatives`) are attempts
+///   of their own beside the root's, competing for draws by the same priority.
 public struct AStarSearch: SearchAlgorithm {
     public let name = "qstar"
     public let summary = "Q*: A* over steps, f = g (syntax reward) + λ·h (value model, verified outcomes)"
@@ -237,6 +239,12 @@ private struct TreeSearch<Domain: PlanningDomain> {
 
     mutating func continuations() async throws -> SearchResult<Domain.State> {
         push(0, .expand, f: settings.lambda)
+        // Pushed after the root, so at equal priority the root's greedy episode comes first.
+        for alternative in domain.alternatives() {
+            if let id = openAttempt(alternative.state, action: "⟲ " + alternative.label, parent: 0, prior: 1) {
+                push(id, .expand, f: priority(id))
+            }
+        }
         while let entry = open.popMax() ?? reopen() {
             try Task.checkCancellation()
             guard entry.version == info[entry.node].version else { continue }
@@ -332,16 +340,22 @@ private struct TreeSearch<Domain: PlanningDomain> {
     mutating func revise(_ terminal: Int) async throws {
         guard let verification = r.trace[terminal].verification,
               let state = domain.revision(of: r.state(terminal), after: verification) else { return }
-        let key = domain.key(of: state)
-        guard index[key] == nil else { return }
         let prior = revisePriority(terminal) / max(settings.lambda, 1e-9)
-        let id = r.add(state, TraceNode(id: 0, parent: terminal, depth: r.trace[terminal].depth + 1, action: "⟲ revise",
+        guard let id = openAttempt(state, action: "⟲ revise", parent: terminal, prior: prior) else { return }
+        try await expand(id)
+    }
+
+    /// Adds a fresh start (a revision, another framing) as the root of an
+    /// attempt of its own, valued `prior`; nil when the tree already holds it.
+    mutating func openAttempt(_ state: Domain.State, action: String, parent: Int, prior: Double) -> Int? {
+        let key = domain.key(of: state)
+        guard index[key] == nil else { return nil }
+        let id = r.add(state, TraceNode(id: 0, parent: parent, depth: r.trace[parent].depth + 1, action: action,
                                         f: settings.lambda * prior, h: prior),
                        score: settings.lambda * prior, tokensBefore: r.tokens)
-        info.append(NodeInfo(g: nil, path: PathStats(), prior: prior, attempt: 0))
-        info[id].attempt = id
+        info.append(NodeInfo(g: nil, path: PathStats(), prior: prior, attempt: id))
         index[key] = id
-        try await expand(id)
+        return id
     }
 
     // MARK: K steps

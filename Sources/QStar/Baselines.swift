@@ -30,21 +30,26 @@ public struct BestOfN: SearchAlgorithm {
     }
 }
 
-/// Whole programs from the root, judged one by one, for the baselines.
+/// Whole programs from the root, judged one by one, for the baselines. With
+/// other framings of the problem (`PlanningDomain.alternatives`) the calls
+/// take their starts in turn, the root's first: sampling a mixture of the
+/// distributions, the baseline a search over them has to beat.
 private func sample<Domain: PlanningDomain>(_ context: SearchContext<Domain>, n: Int, temperature: Double, batch: Int,
                                             budget: Budget) async throws -> SearchResult<Domain.State> {
     let domain = context.domain
+    let starts = [domain.root] + domain.alternatives().map(\.state)
     var r = SearchRecorder(root: domain.root, clock: context.clock, progress: context.progress)
     var drawn = 0
     while drawn < n {
         try Task.checkCancellation()
         if let reason = r.exhausted(budget) { return r.finish(reason) }
         let size = min(batch, n - drawn)
-        let batch = try await domain.continuations(from: domain.root, n: size, temperature: temperature,
+        let start = starts[r.stats.expansions % starts.count]
+        let batch = try await domain.continuations(from: start, n: size, temperature: temperature,
                                                    seed: SplitMix64.mix(context.settings.seed, UInt64(drawn)))
         let before = r.call(batch.cost)
         drawn += size
-        let states = batch.paths.map { path in path.reduce(domain.root) { domain.apply($1.action, to: $0) } }
+        let states = batch.paths.map { path in path.reduce(start) { domain.apply($1.action, to: $0) } }
         // The batch's programs are judged side by side and booked in order.
         let verdicts = Concurrently(states.map { state in { try await domain.verify(state) } })
         defer { verdicts.cancel() }

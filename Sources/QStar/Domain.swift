@@ -41,6 +41,13 @@ public protocol PlanningDomain: Sendable {
     /// episode again from there. Nil when the domain cannot; that is the default.
     func revision(of failed: State, after verification: Verification) -> State?
 
+    /// Other fresh starts of the same problem whose episodes come from another
+    /// distribution (for code: the task put to the policy another way), each
+    /// with a label for traces. Sampling one distribution harder soon draws
+    /// what it drew before; a search may open an attempt under each instead.
+    /// None by default.
+    func alternatives() -> [(state: State, label: String)]
+
     /// What a finished episode does beyond the visible checks (its outputs on
     /// probe inputs), as a fingerprint: equal fingerprints behave alike. Nil
     /// when the domain cannot tell; that is the default.
@@ -95,6 +102,7 @@ public struct Behaviour: Sendable, Hashable {
 
 extension PlanningDomain {
     public func revision(of failed: State, after verification: Verification) -> State? { nil }
+    public func alternatives() -> [(state: State, label: String)] { [] }
     public func behaviour(of state: State) async throws -> Behaviour? { nil }
     public func placeholder() -> State? { nil }
     public func critique(_ state: State, after verification: Verification?, seed: UInt64) async throws -> Critique {

@@ -27,10 +27,11 @@ func qcodeEnvironment(_ extra: [String: String] = [:]) throws -> [String: String
         let o = SolveOptions.everyFieldChanged
         /// A wire value spelled as a flag's argument.
         enum Scalar: Decodable, CustomStringConvertible {
-            case bool(Bool), int(Int), double(Double), string(String)
+            case bool(Bool), int(Int), double(Double), string(String), list([String])
             init(from decoder: any Decoder) throws {
                 let c = try decoder.singleValueContainer()
-                if let b = try? c.decode(Bool.self) { self = .bool(b) }
+                if let l = try? c.decode([String].self) { self = .list(l) }
+                else if let b = try? c.decode(Bool.self) { self = .bool(b) }
                 else if let i = try? c.decode(Int.self) { self = .int(i) }
                 else if let d = try? c.decode(Double.self) { self = .double(d) }
                 else { self = .string(try c.decode(String.self)) }
@@ -41,6 +42,7 @@ func qcodeEnvironment(_ extra: [String: String] = [:]) throws -> [String: String
                 case .int(let i): return String(i)
                 case .double(let d): return String(d)
                 case .string(let s): return s
+                case .list(let l): return l.joined(separator: ",")
                 }
             }
         }
@@ -57,6 +59,10 @@ func qcodeEnvironment(_ extra: [String: String] = [:]) throws -> [String: String
         #expect { try SolveFlags.parse(["-k", "0"]).options() } throws: { "\($0)".contains("-k must be between 1 and 64") }
         #expect { try SolveFlags.parse(["--budget-tokens", "0"]).options() } throws: { "\($0)".contains("--budget-tokens must be positive") }
         #expect { try SolveFlags.parse(["--method", "mcts"]).options() } throws: { "\($0)".contains("--method must be one of qstar") }
+        #expect { try SolveFlags.parse(["--framings", "instruct,exampels"]).options() } throws: {
+            "\($0)".contains("--framings takes instruct, examples, not 'exampels'")
+        }
+        #expect { try SolveFlags.parse(["--framings", "examples,examples"]).options() } throws: { "\($0)".contains("--framings must name each") }
         // A flag that would have no effect is an error, not silently ignored.
         #expect { try SolveFlags.parse(["--step-tokens", "8"]).options() } throws: { "\($0)".contains("--continuations false") }
     }

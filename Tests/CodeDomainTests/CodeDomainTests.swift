@@ -201,6 +201,49 @@ import TestSupport
         #expect(l.key(of: l.apply(CodeAction(line: "# set x", ends: false), to: l.root)) != l.key(of: l.root))
     }
 
+    @Test func theExamplesFramingPutsWorkedExamplesBeforeTheSameTaskTurn() async throws {
+        let model = ScriptedModel(programs: [CompletionChoice(text: "    return a + b\n", tokenLogprobs: [-0.1], finish: .stop, tokens: 5)])
+        var options = SolveOptions()
+        options.framings = [.instruct, .examples]
+        let d = try CodeSearchDomain(task: addTask, model: model, verifier: ScriptedVerifier(), options: options)
+        let alternatives = d.alternatives()
+        #expect(alternatives.map(\.label) == ["framing: examples"])
+        let framed = try #require(alternatives.first?.state)
+        #expect(framed.framing == .examples && d.root.framing == .instruct)
+        // Unfinished states under another framing are other nodes (their prompt differs); finished programs are one.
+        #expect(d.key(of: framed) != d.key(of: d.root))
+        let header = CodeAction(line: "def add(a, b):", ends: false)
+        #expect(d.key(of: d.apply(header, to: framed)) != d.key(of: d.apply(header, to: d.root)))
+        let whole = CodeAction(line: "def add(a, b):\n    return a + b", ends: true)
+        #expect(d.key(of: d.apply(whole, to: framed)) == d.key(of: d.apply(whole, to: d.root)))
+        // A step keeps its framing: the draw after it is asked with the examples first.
+        _ = try await d.continuations(from: d.apply(header, to: framed), n: 1, temperature: 0, seed: 0)
+        let examples = PromptBuilder().prefix(for: addTask, framing: .examples)
+        #expect(model.prompts.last == examples + "def add(a, b):\n")
+        let instruct = PromptBuilder().prefix(for: addTask)
+        let taskTurn = "<|im_start|>user\nWrite a function to add two numbers.\nYour code should pass these tests:\n"
+            + "assert add(1, 2) == 3\nassert add(0, 0) == 0<|im_end|>\n<|im_start|>assistant\n```python\n"
+        #expect(instruct.hasSuffix(taskTurn) && examples.hasSuffix(taskTurn))
+        #expect(examples.components(separatedBy: "```<|im_end|>").count == 4 && examples.contains("def merge_add(d1, d2):"))
+        // Framings that put a task the same way add no attempt: a plain prompt has no chat to hold examples.
+        let plain = try CodeSearchDomain(task: addTask, model: model, verifier: ScriptedVerifier(),
+                                         prompts: PromptBuilder(style: .plain), options: options)
+        #expect(plain.alternatives().isEmpty)
+        // With the examples first, every method starts from them.
+        options.framings = [.examples]
+        let first = try CodeSearchDomain(task: addTask, model: model, verifier: ScriptedVerifier(), options: options)
+        #expect(first.root.framing == .examples && first.alternatives().isEmpty)
+    }
+
+    /// A wrong worked example would teach the policy a wrong habit: each passes its own test in the jail.
+    @Test func theWorkedExamplesPassTheirOwnTests() async throws {
+        let jail = try Jail()
+        for example in PromptBuilder.examples {
+            let report = try await jail.run(JailJob(program: example.program + "\n", tests: example.tests.joined(separator: "\n")))
+            #expect(report.outcome == .passed, "\(example.task): \(report.outcome)")
+        }
+    }
+
     @Test func aRevisionShowsTheFailedProgramAndTheFailingAssert() async throws {
         let model = ScriptedModel(programs: [CompletionChoice(text: "def add(a, b):\n    return a - b\n", tokenLogprobs: [-0.1],
                                                               finish: .stop, tokens: 9)])
@@ -391,6 +434,8 @@ import TestSupport
         #expect(field { $0.search.temperature = -1 } == "temperature")
         #expect(field { $0.stepTokens = 0 } == "step_tokens")
         #expect(field { $0.timeout = .infinity } == "timeout")
+        #expect(field { $0.framings = [] } == "framings")
+        #expect(field { $0.framings = [.instruct, .instruct] } == "framings")
         #expect(field { $0.value = ValueChoice(.qvm, path: "/no/such/model.qvm") } == "value")
     }
 }

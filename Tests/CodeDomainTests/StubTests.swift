@@ -151,6 +151,8 @@ let stubModule = """
         #expect(prefix.contains("The module continues after the function:\n```python\nclass Box:"))
         #expect(prefix.hasSuffix("<|im_start|>assistant\n```python\n"))
         #expect(!prefix.contains("Your code should pass"))
+        // Worked examples are MBPP-shaped tasks, not stubs: a stub is put one way only.
+        #expect(PromptBuilder().prefix(for: task, framing: .examples) == prefix)
         let plain = PromptBuilder(style: .plain).prefix(for: task)
         #expect(plain == "# Complete the function `scale`, keeping its signature and docstring.\n")
     }

@@ -28,6 +28,8 @@ struct ScriptedDomain: PlanningDomain {
     var stepLogprob: [String: Double] = [:]
     /// Revisions allowed: a failed episode's retry starts at state ["retry <key>"].
     var revisable = false
+    /// Other framings of the problem: each a fresh start at state [name].
+    var framings: [String] = []
     let log = Log()
 
     final class Log: Sendable {
@@ -79,6 +81,8 @@ struct ScriptedDomain: PlanningDomain {
     func revision(of failed: [String], after verification: Verification) -> [String]? {
         revisable ? ["retry " + key(of: failed)] : nil
     }
+
+    func alternatives() -> [(state: [String], label: String)] { framings.map { ([$0], "framing: \($0)") } }
 
     func apply(_ action: String, to state: [String]) -> [String] { state + [action] }
 
@@ -501,6 +505,35 @@ func search(_ domain: ScriptedDomain, lambda: Double = 1, agg: Aggregation = .mi
         #expect(result.best == ["retry wrong!", "fixed!"])
         // The retry's first draw is greedy too.
         #expect(domain.log.rolloutTemperatures.withLock { $0 } == [0, 0])
+    }
+
+    @Test func anotherFramingIsAnAttemptOfItsOwnWhoseFirstDrawIsGreedy() async throws {
+        let paths = ["": [["wrong!"]], "examples": [["right!"]]]
+        let domain = ScriptedDomain(tree: [:], goals: ["examples/right!": 2], paths: paths, framings: ["examples"])
+        let result = try await tree(domain)
+        // The root's greedy episode first, then the other framing's, before any deeper draw.
+        #expect(domain.log.continued.withLock { $0.map(\.key) } == ["", "examples"])
+        #expect(domain.log.rolloutTemperatures.withLock { $0 } == [0, 0])
+        #expect(result.best == ["examples", "right!"])
+        #expect(result.trace[1].action == "⟲ framing: examples" && result.trace[1].parent == 0)
+        // Without it the same policy never leaves the root's attempt.
+        let alone = ScriptedDomain(tree: [:], goals: ["examples/right!": 2], paths: paths)
+        let stuck = try await tree(alone, budget: Budget(maxGeneratedTokens: 40))
+        #expect(stuck.statistics.stop != .solved && alone.log.continued.withLock { $0.allSatisfy { $0.key == "" } })
+    }
+
+    @Test func bestOfNTakesItsCallsFromEachFramingInTurn() async throws {
+        let domain = ScriptedDomain(tree: [:], goals: [:], paths: ["": [["wrong!"]], "examples": [["odd!"]]], framings: ["examples"])
+        var s = SearchSettings()
+        s.samples = 3
+        s.budget = Budget(maxGeneratedTokens: 10_000)
+        _ = try await BestOfN().run(SearchContext(domain: domain, settings: s))
+        #expect(domain.log.continued.withLock { $0.map(\.key) } == ["", "examples", ""])
+        #expect(domain.log.verified.withLock { $0 } == ["wrong!", "examples/odd!", "wrong!"])
+        // Greedy decoding answers from the root's framing alone.
+        let greedy = ScriptedDomain(tree: [:], goals: [:], paths: ["": [["wrong!"]], "examples": [["odd!"]]], framings: ["examples"])
+        _ = try await GreedyDecoding().run(SearchContext(domain: greedy, settings: s))
+        #expect(greedy.log.continued.withLock { $0.map(\.key) } == [""])
     }
 
     /// One run at a large budget answers for every smaller one: the answer and

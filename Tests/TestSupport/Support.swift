@@ -411,6 +411,7 @@ extension SolveOptions {
         o.maxLineTokens = 33
         o.maxProgramTokens = 222
         o.timeout = 4
+        o.framings = [.examples, .instruct]
         return o
     }
 }
