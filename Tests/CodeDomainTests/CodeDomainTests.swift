@@ -260,6 +260,11 @@ import TestSupport
         #expect(prompt.hasSuffix("Write the corrected code.<|im_end|>\n<|im_start|>assistant\n```python\n"))
         // Only the visible tests are in the feedback: the task here shows both.
         #expect(!prompt.contains("hidden"))
+        // A step inside the retry keeps it: the next draw still sees the failed program and its feedback.
+        let deeper = d.apply(CodeAction(line: "def add(a, b):", ends: false), to: retry)
+        #expect(deeper.attempt == retry.attempt && d.key(of: deeper) != d.key(of: d.apply(CodeAction(line: "def add(a, b):", ends: false), to: d.root)))
+        _ = try await d.continuations(from: deeper, n: 1, temperature: 0, seed: 0)
+        #expect(model.prompts.last == prompt + "def add(a, b):\n")
     }
 }
 
