@@ -42,6 +42,9 @@ public struct BenchTaskResult: Sendable, Codable, Hashable {
         public var visiblePassed: Bool
         /// Passed all of `test_list`.
         public var passed: Bool
+        /// Where the search drew it (see `SolveLedger.Judged`); absent for the baselines and older reports.
+        public var drawnAtDepth: Int?
+        public var attempt: String?
     }
 
     /// What a run limited to `budget` generated tokens would have reported:
@@ -249,7 +252,8 @@ public struct Benchmark: Sendable {
                     let all = try await scorer.run(task.scoringJob(j.program))
                     scored[j.program] = all.outcome == .passed
                 }
-                judged.append(.init(tokensBefore: j.tokensBefore, visiblePassed: j.visiblePassed, passed: scored[j.program]!))
+                judged.append(.init(tokensBefore: j.tokensBefore, visiblePassed: j.visiblePassed, passed: scored[j.program]!,
+                                    drawnAtDepth: j.drawnAtDepth, attempt: j.attempt))
             }
             result.calls = ledger.calls
             result.judged = judged

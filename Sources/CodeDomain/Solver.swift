@@ -98,6 +98,11 @@ public struct SolveLedger: Sendable, Codable, Hashable {
         public var tokensBefore: Int
         public var program: String
         public var visiblePassed: Bool
+        /// Steps into its attempt of the node the program was drawn from (0: a
+        /// fresh start), and the attempt when it is not the root's; nil where the
+        /// planner does not say (the baselines draw every program fresh).
+        public var drawnAtDepth: Int?
+        public var attempt: String?
     }
     public struct Answer: Sendable, Codable, Hashable {
         public var tokensBefore: Int
@@ -114,7 +119,10 @@ public struct SolveLedger: Sendable, Codable, Hashable {
         var judged: [Judged] = []
         for node in result.trace.sorted(by: { $0.id < $1.id }) where node.verification != nil {
             index[node.id] = judged.count
-            judged.append(Judged(tokensBefore: node.tokensBefore, program: "", visiblePassed: node.verification?.reward == 1))
+            let start = node.attempt.map { result.trace[$0] }
+            judged.append(Judged(tokensBefore: node.tokensBefore, program: "", visiblePassed: node.verification?.reward == 1,
+                                 drawnAtDepth: node.drawnFrom.map { result.trace[$0].depth - (start?.depth ?? 0) },
+                                 attempt: start?.action))
         }
         self.judged = judged
         answers = result.answers.compactMap { a in index[a.node].map { Answer(tokensBefore: a.tokensBefore, program: $0) } }

@@ -130,6 +130,8 @@ private struct TreeSearch<Domain: PlanningDomain> {
         info[parent].triedMass += exp(proposal.decisionLogprob)
         if domain.isTerminal(state) || depth >= settings.maxDepth {
             info[id].terminal = true
+            r.trace[id].drawnFrom = origin
+            r.trace[id].attempt = info[id].attempt == 0 ? nil : info[id].attempt
             let verification: Verification, behaviour: Behaviour?
             if let j = judging, let i = j.index[key] {
                 (verification, behaviour) = try await j.work.value(i)

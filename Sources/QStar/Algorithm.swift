@@ -67,6 +67,12 @@ public struct TraceNode: Sendable, Hashable, Codable {
     /// The whole episode at a judged node, in the domain's words (a program),
     /// filled in by whoever renders the trace: the planner only knows states.
     public var detail: String?
+    /// At a judged node of a tree search: the node the episode was drawn
+    /// from, and the root of the attempt it belongs to when that is not the
+    /// search's root (a revision, another framing). Reports use them to tell
+    /// fresh starts from continuations of a failed program.
+    public var drawnFrom: Int?
+    public var attempt: Int?
 
     public init(id: Int, parent: Int?, depth: Int, action: String, f: Double = 0, g: Double = 0, h: Double = 0,
                 reward: Double = 0, terminal: Bool = false, expandedAt: Int? = nil, verification: Verification? = nil,

@@ -383,6 +383,8 @@ import TestSupport
         }
         let full = try await run(1600, anytime: true)
         #expect(full.passed && full.judged?.count == 4)
+        // Q* says where each program was drawn (here: all fresh from the root); the baselines do not.
+        #expect(full.judged?.map(\.drawnAtDepth) == Array(repeating: method == "qstar" ? 0 : nil, count: 4))
         for budget in [5, 15, 25, 35] {
             let point = try #require(full.at(budget: budget))
             let limited = try await run(budget, anytime: false)

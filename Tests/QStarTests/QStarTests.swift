@@ -516,6 +516,8 @@ func search(_ domain: ScriptedDomain, lambda: Double = 1, agg: Aggregation = .mi
         #expect(domain.log.rolloutTemperatures.withLock { $0 } == [0, 0])
         #expect(result.best == ["examples", "right!"])
         #expect(result.trace[1].action == "⟲ framing: examples" && result.trace[1].parent == 0)
+        let judged = result.trace.filter { $0.verification != nil }
+        #expect(judged.map(\.drawnFrom) == [0, 1] && judged.map(\.attempt) == [nil, 1])
         // Without it the same policy never leaves the root's attempt.
         let alone = ScriptedDomain(tree: [:], goals: ["examples/right!": 2], paths: paths)
         let stuck = try await tree(alone, budget: Budget(maxGeneratedTokens: 40))
@@ -534,6 +536,16 @@ func search(_ domain: ScriptedDomain, lambda: Double = 1, agg: Aggregation = .mi
         let greedy = ScriptedDomain(tree: [:], goals: [:], paths: ["": [["wrong!"]], "examples": [["odd!"]]], framings: ["examples"])
         _ = try await GreedyDecoding().run(SearchContext(domain: greedy, settings: s))
         #expect(greedy.log.continued.withLock { $0.map(\.key) } == [""])
+    }
+
+    @Test func aJudgedEpisodeRemembersWhereItWasDrawn() async throws {
+        // The policy is sure of "a" and unsure of what follows: the second draw starts after "a".
+        let domain = ScriptedDomain(tree: [:], goals: ["a/d!": 2], paths: ["": [["a", "b!"]], "a": [["d!"]]],
+                                    stepLogprob: ["a": -0.01, "b!": -2])
+        let result = try await tree(domain)
+        let judged = result.trace.filter { $0.verification != nil }
+        #expect(result.best == ["a", "d!"])
+        #expect(judged.map(\.drawnFrom) == [0, 1] && result.trace[1].action == "a" && judged.allSatisfy { $0.attempt == nil })
     }
 
     /// One run at a large budget answers for every smaller one: the answer and
