@@ -138,6 +138,9 @@ public struct SolveOptions: Sendable, Hashable {
         guard !framings.isEmpty, Set(framings).count == framings.count else {
             throw OptionError("framings", "must name each of \(Framing.allCases.map(\.rawValue).joined(separator: ", ")) at most once, and at least one")
         }
+        if framings.count > 1, !(method == "best-of-n" || (method == "qstar" && s.continuations)) {
+            throw OptionError("framings", "beyond the first are used by best-of-n and by qstar with continuations only: give one framing")
+        }
         if let path = value.path, !FileManager.default.isReadableFile(atPath: path) {
             throw OptionError("value", "no readable QVM model file at \(path): train one with `qcode train-qvm`")
         }

@@ -8,8 +8,8 @@ public enum PromptStyle: String, Sendable, Codable, CaseIterable {
 }
 
 /// How the task is put to the policy before its code starts. Each framing is
-/// another distribution over programs, so a search that opens one attempt per
-/// framing (`--framings`) draws programs sampling one prompt does not.
+/// another distribution over programs: sampling one prompt harder soon draws
+/// what it drew before, so a search may open an attempt under each (`--framings`).
 public enum Framing: String, Sendable, Hashable, Codable, CaseIterable {
     /// The task and its visible tests, then the code. The instruct models
     /// write a comment before most lines.

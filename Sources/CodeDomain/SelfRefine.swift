@@ -86,7 +86,8 @@ extension CodeSearchDomain {
         // The rewrite starts where every program of this task starts (a stub: the module up to the body).
         let start = root.program
         let response = try await model.complete(CompletionRequest(
-            prompt: prompts.refinement(for: task, framing: state.framing, program: state.program, feedback: critique.feedback, critique: critique.text) + start,
+            prompt: prompts.refinement(for: task, framing: state.framing, program: state.program, feedback: critique.feedback,
+                                       critique: critique.text) + start,
             n: 1, maxTokens: options.maxProgramTokens, stop: prompts.endMarkers + task.stops,
             sampling: Sampling(temperature: options.search.temperature), seed: seed, slot: slot))
         let text = task.clip(response.choices.first?.text ?? "", after: start).text

@@ -117,11 +117,12 @@ public struct SolveLedger: Sendable, Codable, Hashable {
         calls = result.calls
         var index: [Int: Int] = [:]
         var judged: [Judged] = []
+        let byID = Dictionary(result.trace.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         for node in result.trace.sorted(by: { $0.id < $1.id }) where node.verification != nil {
             index[node.id] = judged.count
-            let start = node.attempt.map { result.trace[$0] }
+            let start = node.attempt.flatMap { byID[$0] }
             judged.append(Judged(tokensBefore: node.tokensBefore, program: "", visiblePassed: node.verification?.reward == 1,
-                                 drawnAtDepth: node.drawnFrom.map { result.trace[$0].depth - (start?.depth ?? 0) },
+                                 drawnAtDepth: node.drawnFrom.flatMap { byID[$0] }.map { $0.depth - (start?.depth ?? 0) },
                                  attempt: start?.action))
         }
         self.judged = judged

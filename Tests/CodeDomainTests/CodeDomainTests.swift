@@ -443,6 +443,9 @@ import TestSupport
         #expect(field { $0.timeout = .infinity } == "timeout")
         #expect(field { $0.framings = [] } == "framings")
         #expect(field { $0.framings = [.instruct, .instruct] } == "framings")
+        #expect(field { $0.framings = [.instruct, .examples]; $0.method = "greedy" } == "framings")
+        #expect(field { $0.framings = [.instruct, .examples]; $0.search.continuations = false } == "framings")
+        #expect(field { $0.framings = [.instruct, .examples] } == nil)
         #expect(field { $0.value = ValueChoice(.qvm, path: "/no/such/model.qvm") } == "value")
     }
 }
