@@ -60,6 +60,24 @@ public struct ValueChoice: Sendable, Hashable, Codable, CustomStringConvertible 
     }
 }
 
+extension Framing {
+    /// How a user may write one, derived from the cases.
+    public static var spellings: String { allCases.map(\.rawValue).joined(separator: ", ") }
+
+    /// A comma-separated list as a flag gives it (`instruct,examples`).
+    public static func list(parsing text: String) throws(OptionError) -> [Framing] {
+        var list: [Framing] = []
+        for name in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let trimmed = name.trimmingCharacters(in: .whitespaces)
+            guard let framing = Framing(rawValue: trimmed) else {
+                throw OptionError("framings", "takes \(spellings), not '\(trimmed)'")
+            }
+            list.append(framing)
+        }
+        return list
+    }
+}
+
 /// What one step of a search is.
 public enum StepShape: String, Sendable, Hashable, Codable, CaseIterable {
     /// One physical line.
@@ -136,7 +154,7 @@ public struct SolveOptions: Sendable, Hashable {
         guard maxProgramTokens >= 1 else { throw OptionError("max_program_tokens", "must be at least 1") }
         guard timeout > 0, timeout <= 3600 else { throw OptionError("timeout", "must be between 0 and 3600 seconds") }
         guard !framings.isEmpty, Set(framings).count == framings.count else {
-            throw OptionError("framings", "must name each of \(Framing.allCases.map(\.rawValue).joined(separator: ", ")) at most once, and at least one")
+            throw OptionError("framings", "must name each of \(Framing.spellings) at most once, and at least one")
         }
         if framings.count > 1, !(method == "best-of-n" || (method == "qstar" && s.continuations)) {
             throw OptionError("framings", "beyond the first are used by best-of-n and by qstar with continuations only: give one framing")

@@ -173,7 +173,7 @@ struct SolveFlags: ParsableArguments {
     @Option(help: "Seconds a program may run in the jail. Default: \(d.timeout).")
     var timeout: Double?
 
-    @Option(help: "How the task is put to the policy, comma-separated from \(Framing.allCases.map(\.rawValue).joined(separator: ", ")) (worked examples first). Every method starts from the first; Q* opens an attempt under each of the others, best-of-N takes its calls from them in turn. Default: \(d.framings.map(\.rawValue).joined(separator: ",")).")
+    @Option(help: "How the task is put to the policy, comma-separated from \(Framing.spellings) (worked examples first). Every method starts from the first; Q* opens an attempt under each of the others, best-of-N takes its calls from them in turn. Default: \(d.framings.map(\.rawValue).joined(separator: ",")).")
     var framings: String?
 
     /// The options these flags give, validated by the same `validate()` the daemon calls.
@@ -213,15 +213,7 @@ struct SolveFlags: ParsableArguments {
         if let maxProgramTokens { o.maxProgramTokens = maxProgramTokens }
         if let timeout { o.timeout = timeout }
         if let framings {
-            var parsed: [Framing] = []
-            for name in framings.split(separator: ",", omittingEmptySubsequences: false) {
-                let trimmed = name.trimmingCharacters(in: .whitespaces)
-                guard let framing = Framing(rawValue: trimmed) else {
-                    throw ValidationError("--framings takes \(Framing.allCases.map(\.rawValue).joined(separator: ", ")), not '\(trimmed)'")
-                }
-                parsed.append(framing)
-            }
-            o.framings = parsed
+            do { o.framings = try Framing.list(parsing: framings) } catch { throw ValidationError(Self.flagMessage(error)) }
         }
         do { try o.validate() } catch { throw ValidationError(Self.flagMessage(error)) }
         return o
