@@ -45,6 +45,11 @@ public struct BenchTaskResult: Sendable, Codable, Hashable {
         /// Where the search drew it (see `SolveLedger.Judged`); absent for the baselines and older reports.
         public var drawnAtDepth: Int?
         public var attempt: String?
+        /// The policy's mean token log-probability of the program (3 decimals).
+        public var logprob: Double?
+        /// Its behaviour on the probe inputs, as a short digest (equal digests:
+        /// the same outputs), when the search probed it to choose among passes.
+        public var behaviour: String?
     }
 
     /// What a run limited to `budget` generated tokens would have reported:
@@ -212,6 +217,15 @@ public struct Benchmark: Sendable {
         self.visible = visible
     }
 
+    /// A behaviour fingerprint in 16 hex digits (FNV-1a, the same in every
+    /// process): reports need to say which programs behaved alike, not how.
+    static func digest(_ fingerprint: String) -> String {
+        var x: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in fingerprint.utf8 { x = (x ^ UInt64(b)) &* 0x100_0000_01b3 }
+        let hex = String(x, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
     /// - Parameter anytime: record the ledger and score every judged program on
     ///   all tests, so the report answers for every smaller budget too.
     public func run(_ task: CodeTask, options: SolveOptions, anytime: Bool = false) async throws -> BenchTaskResult {
@@ -253,7 +267,9 @@ public struct Benchmark: Sendable {
                     scored[j.program] = all.outcome == .passed
                 }
                 judged.append(.init(tokensBefore: j.tokensBefore, visiblePassed: j.visiblePassed, passed: scored[j.program]!,
-                                    drawnAtDepth: j.drawnAtDepth, attempt: j.attempt))
+                                    drawnAtDepth: j.drawnAtDepth, attempt: j.attempt,
+                                    logprob: j.logprob.map { ($0 * 1000).rounded() / 1000 },
+                                    behaviour: j.behaviour.map(Self.digest)))
             }
             result.calls = ledger.calls
             result.judged = judged

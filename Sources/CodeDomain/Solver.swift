@@ -103,6 +103,10 @@ public struct SolveLedger: Sendable, Codable, Hashable {
         /// planner does not say (the baselines draw every program fresh).
         public var drawnAtDepth: Int?
         public var attempt: String?
+        /// The policy's mean token log-probability of the program, and its
+        /// behaviour on probe inputs when the search ran them (see `TraceNode`).
+        public var logprob: Double?
+        public var behaviour: String?
     }
     public struct Answer: Sendable, Codable, Hashable {
         public var tokensBefore: Int
@@ -123,7 +127,7 @@ public struct SolveLedger: Sendable, Codable, Hashable {
             let start = node.attempt.flatMap { byID[$0] }
             judged.append(Judged(tokensBefore: node.tokensBefore, program: "", visiblePassed: node.verification?.reward == 1,
                                  drawnAtDepth: node.drawnFrom.flatMap { byID[$0] }.map { $0.depth - (start?.depth ?? 0) },
-                                 attempt: start?.action))
+                                 attempt: start?.action, logprob: node.logprob, behaviour: node.behaviour))
         }
         self.judged = judged
         answers = result.answers.compactMap { a in index[a.node].map { Answer(tokensBefore: a.tokensBefore, program: $0) } }

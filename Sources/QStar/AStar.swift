@@ -131,6 +131,7 @@ private struct TreeSearch<Domain: PlanningDomain> {
         if domain.isTerminal(state) || depth >= settings.maxDepth {
             info[id].terminal = true
             r.trace[id].drawnFrom = origin
+            r.trace[id].logprob = info[id].path.logprobMean
             r.trace[id].attempt = info[id].attempt == 0 ? nil : info[id].attempt
             let verification: Verification, behaviour: Behaviour?
             if let j = judging, let i = j.index[key] {
@@ -158,7 +159,7 @@ private struct TreeSearch<Domain: PlanningDomain> {
             return (try await verification, try await behaviour)
         }
         let verification = try await domain.verify(state)
-        return (verification, settings.select > 1 && verification.reward == 1 ? try await domain.behaviour(of: state) : nil)
+        return (verification, try await domain.behaviourForSelection(of: state, verification, select: settings.select))
     }
 
     /// Starts judging the new episodes of a batch at once, so they run side by

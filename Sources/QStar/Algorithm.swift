@@ -73,6 +73,12 @@ public struct TraceNode: Sendable, Hashable, Codable {
     /// fresh starts from continuations of a failed program.
     public var drawnFrom: Int?
     public var attempt: Int?
+    /// At a judged node: the mean token log-probability of its whole episode
+    /// (how sure the policy was of it), and its behaviour on probe inputs when
+    /// the search ran them. Reports keep both, so selection and stopping rules
+    /// can be weighed on a run after the fact.
+    public var logprob: Double?
+    public var behaviour: String?
 
     public init(id: Int, parent: Int?, depth: Int, action: String, f: Double = 0, g: Double = 0, h: Double = 0,
                 reward: Double = 0, terminal: Bool = false, expandedAt: Int? = nil, verification: Verification? = nil,

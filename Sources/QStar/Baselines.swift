@@ -9,12 +9,13 @@ public struct GreedyDecoding: SearchAlgorithm {
     public init() {}
 
     public func run<Domain: PlanningDomain>(_ context: SearchContext<Domain>) async throws -> SearchResult<Domain.State> {
-        try await sample(context, n: 1, temperature: 0, batch: 1, budget: Budget())
+        try await sample(context, n: 1, temperature: 0, batch: 1, budget: Budget(), select: 1)
     }
 }
 
-/// N sampled programs; the first that passes the visible checks wins, else
-/// the one passing most (ties to the policy's higher mean log-probability).
+/// N sampled programs; the first that passes the visible checks wins (or,
+/// with `select`, the passing one whose behaviour most share), else the one
+/// passing most (ties to the policy's higher mean log-probability).
 /// `branchSamples` programs per call (the server decodes them in one batch,
 /// faster in wall time, but a token budget then stops only between batches).
 public struct BestOfN: SearchAlgorithm {
@@ -26,7 +27,7 @@ public struct BestOfN: SearchAlgorithm {
     public func run<Domain: PlanningDomain>(_ context: SearchContext<Domain>) async throws -> SearchResult<Domain.State> {
         let s = context.settings
         return try await sample(context, n: s.samples, temperature: s.temperature, batch: min(max(1, s.branchSamples), s.samples),
-                                budget: s.budget)
+                                budget: s.budget, select: s.select)
     }
 }
 
@@ -35,10 +36,11 @@ public struct BestOfN: SearchAlgorithm {
 /// take their starts in turn, the root's first: sampling a mixture of the
 /// distributions, the baseline a search over them has to beat.
 private func sample<Domain: PlanningDomain>(_ context: SearchContext<Domain>, n: Int, temperature: Double, batch: Int,
-                                            budget: Budget) async throws -> SearchResult<Domain.State> {
+                                            budget: Budget, select: Int) async throws -> SearchResult<Domain.State> {
     let domain = context.domain
     let starts = [domain.root] + domain.alternatives().map(\.state)
-    var r = SearchRecorder(root: domain.root, clock: context.clock, progress: context.progress)
+    var r = SearchRecorder(root: domain.root, clock: context.clock, progress: context.progress,
+                           select: select)
     var drawn = 0
     while drawn < n {
         try Task.checkCancellation()
@@ -59,9 +61,13 @@ private func sample<Domain: PlanningDomain>(_ context: SearchContext<Domain>, n:
             let logprob = tokens == 0 ? 0 : path.reduce(0) { $0 + $1.logprobSum } / Double(tokens)
             let id = r.add(state, TraceNode(id: 0, parent: 0, depth: 1, action: "sample \(r.count)", f: logprob, h: logprob),
                            score: logprob, tokensBefore: before)
-            r.judged(id, try await verdicts.value(i))
+            r.trace[id].logprob = logprob
+            let verification = try await verdicts.value(i)
+            let behaviour = try await domain.behaviourForSelection(of: state, verification, select: select)
+            if let behaviour { r.spend(behaviour.cost) }
+            r.judged(id, verification, behaviour: behaviour?.fingerprint)
             r.report()
-            if r.solved { return r.finish(.solved) }
+            if r.satisfied { return r.finish(.solved) }
         }
     }
     return r.finish(.exhausted)

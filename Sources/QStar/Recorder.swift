@@ -108,7 +108,10 @@ public struct SearchRecorder<State: Sendable>: Sendable {
         trace[id].verification = verification
         stats.terminals += 1
         stats.cost += verification.cost
-        if let behaviour { behaviours[id] = behaviour }
+        if let behaviour {
+            behaviours[id] = behaviour
+            trace[id].behaviour = behaviour
+        }
         if verification.reward == 1 { passers.append(id) }
         if select > 1, !passers.isEmpty {
             best = agreement()

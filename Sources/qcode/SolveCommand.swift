@@ -143,7 +143,7 @@ struct SolveFlags: ParsableArguments {
     @Option(help: "Q*: programs that behave like one already judged (on probe inputs varied from the visible test) count as repeats. Default: \(d.search.dedup).")
     var dedup: Bool?
 
-    @Option(help: "Q*: passing programs to collect before answering with the one whose behaviour most others share (1: the first that passes). Default: \(d.search.select).")
+    @Option(help: "Q* and best-of-N: passing programs to collect before answering with the one whose behaviour most others share (1: the first that passes). Default: \(d.search.select).")
     var select: Int?
 
     @Option(help: "MCTSr: self-evaluation scores sampled per new program (0: the tests' graded outcome alone). Default: \(d.search.rewardSamples).")

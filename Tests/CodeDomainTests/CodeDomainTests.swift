@@ -363,6 +363,14 @@ import TestSupport
     }
 }
 
+@Test func behaviourDigestsAreStableShortAndTellBehavioursApart() {
+    let a = Benchmark.digest("=3\u{1F}=4"), b = Benchmark.digest("=3\u{1F}=5")
+    #expect(a == Benchmark.digest("=3\u{1F}=4") && a != b)
+    #expect(a.count == 16 && Benchmark.digest("").count == 16 && a.allSatisfy(\.isHexDigit))
+    // FNV-1a of the empty string is its offset basis: the same in every process.
+    #expect(Benchmark.digest("") == "cbf29ce484222325")
+}
+
 /// The report of one run at a large budget answers for smaller ones: what
 /// `at(budget:)` says equals what a run limited to that budget reports.
 @Suite struct AnytimeReportTests {
@@ -385,6 +393,8 @@ import TestSupport
         #expect(full.passed && full.judged?.count == 4)
         // Q* says where each program was drawn (here: all fresh from the root); the baselines do not.
         #expect(full.judged?.map(\.drawnAtDepth) == Array(repeating: method == "qstar" ? 0 : nil, count: 4))
+        // Every judged program carries how sure the policy was of it; none was probed (no selection).
+        #expect(full.judged?.allSatisfy { ($0.logprob ?? 0) < 0 && $0.behaviour == nil } == true)
         for budget in [5, 15, 25, 35] {
             let point = try #require(full.at(budget: budget))
             let limited = try await run(budget, anytime: false)
@@ -445,6 +455,8 @@ import TestSupport
         #expect(field { $0.framings = [.instruct, .instruct] } == "framings")
         #expect(field { $0.framings = [.instruct, .examples]; $0.method = "greedy" } == "framings")
         #expect(field { $0.framings = [.instruct, .examples]; $0.search.continuations = false } == "framings")
+        #expect(field { $0.search.select = 3; $0.method = "greedy" } == "select")
+        #expect(field { $0.search.select = 3; $0.method = "mctsr" } == "select")
         #expect(field { $0.framings = [.instruct, .examples] } == nil)
         #expect(field { $0.value = ValueChoice(.qvm, path: "/no/such/model.qvm") } == "value")
     }

@@ -612,10 +612,41 @@ struct BehavingDomain: ScriptedVariant {
         #expect(result.best == ["b!"])
         // While only the first had passed, it was the answer: the ledger says so.
         #expect(result.answers.first.map { result.trace[$0.node].action } == "a!")
+        // Each judged episode keeps the policy's mean log-probability of it and its behaviour.
+        let judged = result.trace.filter { $0.verification != nil }
+        #expect(judged.map(\.behaviour) == ["odd", "x", "x", "x"])
+        #expect(judged.allSatisfy { $0.logprob.map { abs($0 + 0.2) < 1e-9 } ?? false })
         s.select = 1
         let first = try await AStarSearch().run(SearchContext(domain: BehavingDomain(base: ScriptedDomain(
             tree: [:], goals: base.goals, paths: base.paths, stepLogprob: base.stepLogprob), behaviours: domain.behaviours), settings: s))
         #expect(first.best == ["a!"] && first.statistics.terminals == 1)
+    }
+
+    @Test func bestOfNCollectsSeveralPassingProgramsAndAnswersByAgreement() async throws {
+        // Samples in order: a fails, b passes alone in its behaviour, c and d pass and agree, e is never drawn.
+        let base = ScriptedDomain(tree: [:], goals: ["b!": 2, "c!": 2, "d!": 2, "e!": 2],
+                                  rollout: [["a!"], ["b!"], ["c!"], ["d!"], ["e!"]])
+        let domain = BehavingDomain(base: base, behaviours: ["b!": "odd", "c!": "x", "d!": "x", "e!": "x", "a!": "never probed"])
+        var s = SearchSettings()
+        s.select = 3
+        s.samples = 10
+        let result = try await BestOfN().run(SearchContext(domain: domain, settings: s))
+        #expect(result.statistics.stop == .solved && result.statistics.terminals == 4)
+        #expect(result.best == ["c!"])
+        // Probes ran on the three passing programs only, and their cost is booked.
+        #expect(result.statistics.cost.verifierRuns == 3)
+        // The ledger's answers: nothing passing, then b alone, then b (one each), then c's behaviour, shared by two.
+        #expect(result.answers.map { result.trace[$0.node].action } == ["sample 1", "sample 2", "sample 2", "sample 3"])
+        // Every judged program carries its log-probability; the passing ones their behaviour.
+        let judged = result.trace.filter { $0.verification != nil }
+        #expect(judged.allSatisfy { $0.logprob != nil })
+        #expect(judged.map(\.behaviour) == [nil, "odd", "x", "x"])
+        // With select 1 it stops at the first pass and probes nothing.
+        s.select = 1
+        let first = try await BestOfN().run(SearchContext(domain: BehavingDomain(base: ScriptedDomain(
+            tree: [:], goals: base.goals, rollout: base.rollout), behaviours: domain.behaviours), settings: s))
+        #expect(first.best == ["b!"] && first.statistics.terminals == 2 && first.statistics.cost.verifierRuns == 0)
+        #expect(first.trace.allSatisfy { $0.behaviour == nil })
     }
 
     @Test func aProgramThatBehavesLikeAKnownOneCountsAsARepeat() async throws {
