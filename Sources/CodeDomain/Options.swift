@@ -143,6 +143,9 @@ public struct SolveOptions: Sendable, Hashable {
         guard s.revise >= 0, s.revise.isFinite else { throw OptionError("revise", "must be a number ≥ 0") }
         guard s.costWeight >= 0, s.costWeight.isFinite else { throw OptionError("cost_weight", "must be a number ≥ 0") }
         guard s.select >= 1, s.select <= 16 else { throw OptionError("select", "must be between 1 and 16") }
+        if s.branching == .root, method == "qstar", !s.continuations {
+            throw OptionError("branching", "root draws whole programs from each start: add continuations = true (--continuations true)")
+        }
         if s.select > 1, !(method == "best-of-n" || method == "qstar") {
             throw OptionError("select", "above 1 is used by best-of-n and qstar only: give select = 1")
         }

@@ -184,7 +184,7 @@ private struct TreeSearch<Domain: PlanningDomain> {
     /// its attempt's path. With `.episode` branching, nodes above `origin` (where
     /// the episode was drawn) weigh it by the probability of reaching `origin`.
     mutating func backUp(_ z: Double, from terminal: Int, drawnAt origin: Int) {
-        let byEpisode = settings.branching == .episode
+        let byEpisode = settings.branching.byEpisode
         let attempt = info[terminal].attempt
         let (end, branch) = (info[terminal].path.logprobSum, info[origin].path.logprobSum)
         var above = false
@@ -209,7 +209,7 @@ private struct TreeSearch<Domain: PlanningDomain> {
         switch settings.branching {
         case .step:
             return (1 - mu) * n.prior + mu * n.zSum / n.zWeight
-        case .episode:
+        case .episode, .root:
             let c = (1 - mu) / mu
             return (c * n.prior + n.zSum) / (c + n.zWeight)
         }
@@ -218,7 +218,7 @@ private struct TreeSearch<Domain: PlanningDomain> {
     /// f of expanding `node` again: its value times the probability mass on steps not tried yet.
     func priority(_ node: Int) -> Double {
         let n = info[node]
-        let untried = max(0, 1 - (settings.branching == .episode ? n.drawnMass : n.triedMass))
+        let untried = max(0, 1 - (settings.branching.byEpisode ? n.drawnMass : n.triedMass))
         var h = value(node) * (settings.uncertainty > 0 ? pow(untried, settings.uncertainty) : 1)
         h *= pow(0.5, Double(n.repeats))
         if settings.costWeight > 0 {
@@ -297,7 +297,7 @@ private struct TreeSearch<Domain: PlanningDomain> {
                 known = known && !new
                 switch settings.branching {
                 case .step: if i == 0 && !new { info[node].repeats += 1 }
-                case .episode: if info[id].terminal && known { info[node].repeats += 1 }
+                case .episode, .root: if info[id].terminal && known { info[node].repeats += 1 }
                 }
                 left -= proposal.tokens
                 info[id].remainder = min(info[id].remainder ?? left, left)
@@ -317,7 +317,10 @@ private struct TreeSearch<Domain: PlanningDomain> {
             }
         }
         // A node whose draws keep repeating what it has is spent: leave it.
-        for n in touched where !info[n].terminal && info[n].repeats < Self.maxRepeats { push(n, .expand, f: priority(n)) }
+        for n in touched where !info[n].terminal && info[n].repeats < Self.maxRepeats
+            && (settings.branching != .root || info[n].attempt == n) {
+            push(n, .expand, f: priority(n))
+        }
     }
 
     /// Draws at a node that bring nothing new before the search stops going back there.

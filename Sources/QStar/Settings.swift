@@ -101,6 +101,17 @@ public enum Branching: String, Sendable, Hashable, Codable, CaseIterable {
     /// are pooled as pseudo-counts (v weighs (1−μ)/μ episodes), so a node whose
     /// episodes keep failing loses its appeal instead of settling at μ·z.
     case episode
+    /// As `episode`, but only the root of an attempt (the task under one
+    /// framing, a revision) is drawn from again: after each attempt's greedy
+    /// program every draw is a fresh start, and the search chooses which start
+    /// to draw from by the graded outcomes of the programs drawn there. The
+    /// reports' counts are why: on these models a draw continuing a failed
+    /// program from inside it passes the visible test a fifth to a half as
+    /// often as a fresh one.
+    case root
+
+    /// Outcomes pooled by whole episodes (`episode`'s rules).
+    var byEpisode: Bool { self != .step }
 }
 
 /// Seconds since an arbitrary origin. Injected so deadline budgets are testable.

@@ -134,7 +134,7 @@ struct SolveFlags: ParsableArguments {
     @Option(help: "Q*: exponent β of a node's expected cost (its cheapest remaining episode, in tokens) in its priority (0: ignore cost). Default: \(d.search.costWeight).")
     var costWeight: Double?
 
-    @Option(help: "Q*: what a node's worth of another draw is judged by: \(Branching.allCases.map(\.rawValue).joined(separator: " or ")) (the mass of untried next steps, or of undrawn whole programs). Default: \(d.search.branching.rawValue).")
+    @Option(help: "Q*: what a node's worth of another draw is judged by: \(Branching.allCases.map(\.rawValue).joined(separator: " or ")) (the mass of untried next steps; of undrawn whole programs; the same, drawing fresh from each start only). Default: \(d.search.branching.rawValue).")
     var branching: Branching?
 
     @Option(help: "Q*: weight of writing a failed program again with the test's feedback (0: never). Default: \(d.search.revise).")

@@ -456,6 +456,7 @@ import TestSupport
         #expect(field { $0.framings = [.instruct, .examples]; $0.method = "greedy" } == "framings")
         #expect(field { $0.framings = [.instruct, .examples]; $0.search.continuations = false } == "framings")
         #expect(field { $0.search.select = 3; $0.method = "greedy" } == "select")
+        #expect(field { $0.search.branching = .root; $0.search.continuations = false } == "branching")
         #expect(field { $0.search.select = 3; $0.method = "mctsr" } == "select")
         #expect(field { $0.framings = [.instruct, .examples] } == nil)
         #expect(field { $0.value = ValueChoice(.qvm, path: "/no/such/model.qvm") } == "value")

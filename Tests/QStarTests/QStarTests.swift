@@ -456,6 +456,36 @@ func search(_ domain: ScriptedDomain, lambda: Double = 1, agg: Aggregation = .mi
         #expect(episode.keys == ["", "a", ""], "\(episode.keys)")
         #expect(episode.result.best == ["z", "z!"] && step.result.best == ["z", "z!"])
         #expect(episode.result.statistics.cost.generatedTokens < step.result.statistics.cost.generatedTokens)
+        // `.root` never draws from inside a program: the second draw is already fresh.
+        let root = try await run(.root)
+        #expect(root.keys == ["", ""], "\(root.keys)")
+        #expect(root.result.best == ["z", "z!"])
+    }
+
+    /// With `.root` branching and a second framing, every draw after the greedy
+    /// ones starts at a framing's root, and the search keeps drawing where the
+    /// programs came closer to passing.
+    @Test func rootBranchingDrawsOnlyFreshStartsAndFavoursTheCloserFraming() async throws {
+        // Under the root framing programs fail outright; under "alt" they pass half the checks, and the fourth passes.
+        let paths: [String: [[String]]] = [
+            "": (1...6).map { ["r\($0)", "r\($0)!"] },
+            "alt": (1...6).map { ["a\($0)", "a\($0)!"] },
+        ]
+        var goals: [String: Int] = [:], logprobs: [String: Double] = [:]
+        for i in 1...6 {
+            goals["alt/a\(i)/a\(i)!"] = i == 4 ? 2 : 1
+            (logprobs["r\(i)"], logprobs["a\(i)"]) = (-3, -3)  // many programs: no start is exhausted by a few draws
+        }
+        let domain = ScriptedDomain(tree: [:], goals: goals, paths: paths, stepLogprob: logprobs, framings: ["alt"])
+        let result = try await tree(domain) {
+            $0.branching = .root
+            $0.costWeight = 0
+        }
+        let keys = domain.log.continued.withLock { $0.map(\.key) }
+        #expect(Set(keys).isSubset(of: ["", "alt"]), "\(keys)")
+        #expect(result.best == ["alt", "a4", "a4!"])
+        // Greedy under each framing, then the closer framing's draws: the root's second program is never needed.
+        #expect(keys == ["", "alt", "alt", "alt", "alt"], "\(keys)")
     }
 
     /// With `.episode` branching a node whose new draws keep failing loses its appeal (its
