@@ -91,21 +91,21 @@ public struct UnsupportedByDomain: Error, Sendable, CustomStringConvertible {
 }
 
 /// A finished episode's behaviour on probe inputs, and what finding it cost.
-extension PlanningDomain {
-    /// The behaviour a search answering by agreement (`select` above 1) needs:
-    /// that of a program passing every check; nil otherwise, so a search that
-    /// answers with its first pass runs no probes.
-    func behaviourForSelection(of state: State, _ verification: Verification, select: Int) async throws -> Behaviour? {
-        select > 1 && verification.reward == 1 ? try await behaviour(of: state) : nil
-    }
-}
-
 public struct Behaviour: Sendable, Hashable {
     public var fingerprint: String
     public var cost: Cost
     public init(fingerprint: String, cost: Cost = Cost()) {
         self.fingerprint = fingerprint
         self.cost = cost
+    }
+}
+
+extension PlanningDomain {
+    /// The behaviour a search answering by agreement (`select` above 1) needs:
+    /// that of a program passing every check; nil otherwise, so a search that
+    /// answers with its first pass runs no probes.
+    func behaviourForSelection(of state: State, _ verification: Verification, select: Int) async throws -> Behaviour? {
+        select > 1 && verification.reward == 1 ? try await behaviour(of: state) : nil
     }
 }
 

@@ -38,7 +38,6 @@ public struct SearchRecorder<State: Sendable>: Sendable {
     private var origin: [Int]
     /// Nodes that passed every check, in the order they were judged, with their behaviour.
     public private(set) var passers: [Int] = []
-    private var behaviours: [Int: String] = [:]
     /// Passing episodes to collect before answering (see `SearchSettings.select`).
     private let select: Int
     private let clock: any SearchClock
@@ -108,10 +107,7 @@ public struct SearchRecorder<State: Sendable>: Sendable {
         trace[id].verification = verification
         stats.terminals += 1
         stats.cost += verification.cost
-        if let behaviour {
-            behaviours[id] = behaviour
-            trace[id].behaviour = behaviour
-        }
+        if let behaviour { trace[id].behaviour = behaviour }
         if verification.reward == 1 { passers.append(id) }
         if select > 1, !passers.isEmpty {
             best = agreement()
@@ -130,9 +126,10 @@ public struct SearchRecorder<State: Sendable>: Sendable {
     /// to the behaviour seen first. A node without a fingerprint is alone.
     func agreement() -> Int {
         var size: [String: Int] = [:]
-        for n in passers { size[behaviours[n] ?? "#\(n)", default: 0] += 1 }
+        func kind(_ n: Int) -> String { trace[n].behaviour ?? "#\(n)" }
+        for n in passers { size[kind(n), default: 0] += 1 }
         var winner = passers[0]
-        for n in passers where size[behaviours[n] ?? "#\(n)"]! > size[behaviours[winner] ?? "#\(winner)"]! { winner = n }
+        for n in passers where size[kind(n)]! > size[kind(winner)]! { winner = n }
         return winner
     }
 
