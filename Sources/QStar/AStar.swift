@@ -24,6 +24,9 @@ import HeapModule
 ///   verifier's feedback in view (`PlanningDomain.revision`), and the domain's
 ///   other framings of the problem (`PlanningDomain.alternatives`) are attempts
 ///   of their own beside the root's, competing for draws by the same priority.
+///   Which nodes may be drawn from again is `SearchSettings.branching`: by
+///   default only the attempts' roots, so the search chooses among fresh
+///   starts (framings, revisions) by how close their programs came.
 public struct AStarSearch: SearchAlgorithm {
     public let name = "qstar"
     public let summary = "Q*: A* over steps, f = g (syntax reward) + λ·h (value model, verified outcomes)"

@@ -134,7 +134,7 @@ struct SolveFlags: ParsableArguments {
     @Option(help: "Q*: exponent β of a node's expected cost (its cheapest remaining episode, in tokens) in its priority (0: ignore cost). Default: \(d.search.costWeight).")
     var costWeight: Double?
 
-    @Option(help: "Q*: what a node's worth of another draw is judged by: \(Branching.allCases.map(\.rawValue).joined(separator: " or ")) (the mass of untried next steps; of undrawn whole programs; the same, drawing fresh from each start only). Default: \(d.search.branching.rawValue).")
+    @Option(help: "Q* with continuations: what a node's worth of another draw is judged by: \(Branching.allCases.map(\.rawValue).joined(separator: " or ")) (the mass of untried next steps; of undrawn whole programs; the same, drawing fresh from each start only). Default: \(d.search.branching.rawValue).")
     var branching: Branching?
 
     @Option(help: "Q*: weight of writing a failed program again with the test's feedback (0: never). Default: \(d.search.revise).")
@@ -173,7 +173,7 @@ struct SolveFlags: ParsableArguments {
     @Option(help: "Seconds a program may run in the jail. Default: \(d.timeout).")
     var timeout: Double?
 
-    @Option(help: "How the task is put to the policy, comma-separated from \(Framing.spellings) (worked examples first). Every method starts from the first; Q* opens an attempt under each of the others, best-of-N takes its calls from them in turn. Default: \(d.framings.map(\.rawValue).joined(separator: ",")).")
+    @Option(help: "How the task is put to the policy, comma-separated from \(Framing.spellings) (worked examples first). Every method starts from the first; Q* with continuations opens an attempt under each of the others, best-of-N takes its calls from them in turn, greedy and MCTSr use the first alone. Default: \(d.framings.map(\.rawValue).joined(separator: ",")).")
     var framings: String?
 
     /// The options these flags give, validated by the same `validate()` the daemon calls.

@@ -150,6 +150,17 @@ func search(_ domain: ScriptedDomain, lambda: Double = 1, agg: Aggregation = .mi
         #expect(result.best == nil)
     }
 
+    @Test func kStepsUseTheRootsFramingAlone() async throws {
+        // Other framings are attempts of continuations; K-step expansions, which the defaults'
+        // second framing must not break, never start from them.
+        var domain = ScriptedDomain(tree: ["": [.init(action: "a", q: 0.9)], "a": [.init(action: "b!", q: 0.9)]], goals: ["a/b!": 2])
+        domain.framings = ["examples"]
+        let result = try await search(domain)
+        #expect(result.best == ["a", "b!"])
+        #expect(domain.log.expanded.withLock { $0 } == ["", "a"])
+        #expect(domain.log.continued.withLock { $0.isEmpty })
+    }
+
     @Test func stopsAtTheFirstPassingTerminalAfterRecordingFailures() async throws {
         let domain = ScriptedDomain(tree: [
             "": [.init(action: "wrong!", q: 0.9), .init(action: "x", q: 0.5)],
@@ -359,6 +370,8 @@ func search(_ domain: ScriptedDomain, lambda: Double = 1, agg: Aggregation = .mi
         s.budget = budget
         s.revise = 0
         s.costWeight = 0
+        // The mechanisms inside one program are this suite's subject; tests of the other rules say so.
+        s.branching = .step
         change(&s)
         return try await AStarSearch().run(SearchContext(domain: domain, value: .logprob, settings: s))
     }
@@ -690,6 +703,7 @@ struct BehavingDomain: ScriptedVariant {
             s.dedup = dedup
             s.costWeight = 0
             s.rolloutWeight = 0
+            s.branching = .step
             _ = try await AStarSearch().run(SearchContext(domain: BehavingDomain(base: base, behaviours: behaviours), settings: s))
             return base.log.continued.withLock { $0.map(\.key) }
         }
