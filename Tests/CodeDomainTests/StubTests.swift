@@ -66,6 +66,10 @@ let stubModule = """
         #expect(answer.edit.range.end == TextEdit.Position(line: 18, character: 0))
         #expect(answer.edit.newText == body)
         #expect(answer.edit.applied(to: stubModule) == program)
+        // A stub is put one way whatever the framings (the defaults name two): no second attempt.
+        #expect(SolveOptions.defaults.framings.count > 1)
+        let domain = try CodeSearchDomain(task: task, model: ScriptedModel(), verifier: ScriptedVerifier(), options: .defaults)
+        #expect(domain.alternatives().isEmpty)
     }
 
     @Test(arguments: [("Box.volume", "    def volume(self):\n", "        "), ("volume", "    def volume(self):\n", "        "),

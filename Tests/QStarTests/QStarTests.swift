@@ -151,8 +151,8 @@ func search(_ domain: ScriptedDomain, lambda: Double = 1, agg: Aggregation = .mi
     }
 
     @Test func kStepsUseTheRootsFramingAlone() async throws {
-        // Other framings are attempts of continuations; K-step expansions, which the defaults'
-        // second framing must not break, never start from them.
+        // Other framings are attempts of continuations only: the defaults name two, and K-step
+        // expansions start from the first alone.
         var domain = ScriptedDomain(tree: ["": [.init(action: "a", q: 0.9)], "a": [.init(action: "b!", q: 0.9)]], goals: ["a/b!": 2])
         domain.framings = ["examples"]
         let result = try await search(domain)
