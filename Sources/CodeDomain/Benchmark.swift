@@ -1,7 +1,9 @@
 import Basics
 import Foundation
+import Policy
 import QStar
 import Sandbox
+import Synchronization
 
 /// One task's line in a benchmark report.
 public struct BenchTaskResult: Sendable, Codable, Hashable {
@@ -92,13 +94,18 @@ public struct BenchIdentity: Sendable, Codable, Hashable {
     public var valueFingerprint: String?
     /// The LLM: the embedded model's file, or the endpoint and its model name.
     public var model: String
+    /// True when each task started from an empty server cache (`FreshStartModel`);
+    /// absent in reports of runs that shared the cache between tasks.
+    public var freshCache: Bool?
 
-    public init(data: String, options: SolveOptions, visible: Int, valueFingerprint: String?, model: String) {
+    public init(data: String, options: SolveOptions, visible: Int, valueFingerprint: String?, model: String,
+                freshCache: Bool = false) {
         self.data = data
         self.options = options
         self.visible = visible
         self.valueFingerprint = valueFingerprint
         self.model = model
+        self.freshCache = freshCache ? true : nil
     }
 }
 
@@ -163,6 +170,7 @@ public struct BenchReport: Sendable, Codable {
         try check("data", a.data, b.data)
         try check("model", a.model, b.model)
         try check("visible", String(a.visible), String(b.visible))
+        try check("fresh cache per task", String(a.freshCache ?? false), String(b.freshCache ?? false))
         try check("value model weights", a.valueFingerprint ?? "none", b.valueFingerprint ?? "none")
         try check("options", try JSONCoding.string(a.options), try JSONCoding.string(b.options))
         var report = BenchReport(identity: identity, tasks: saved.tasks.filter { $0.error == nil })
@@ -210,11 +218,15 @@ public struct Benchmark: Sendable {
     public let solver: Solver
     public let scorer: any ProgramVerifier
     public let visible: Int
+    /// Start each task from an empty server cache (`FreshStartModel`), so a
+    /// task's programs do not depend on the tasks run before it.
+    public let freshCache: Bool
 
-    public init(solver: Solver, scorer: any ProgramVerifier, visible: Int = 1) {
+    public init(solver: Solver, scorer: any ProgramVerifier, visible: Int = 1, freshCache: Bool = false) {
         self.solver = solver
         self.scorer = scorer
         self.visible = visible
+        self.freshCache = freshCache
     }
 
     /// A behaviour fingerprint in 16 hex digits (FNV-1a, the same in every
@@ -232,7 +244,8 @@ public struct Benchmark: Sendable {
         var result = BenchTaskResult.empty(task)
         // The solve's LLM calls and jail runs are timed as the user waits for them.
         let meter = WallMeter()
-        let timed = Solver(model: TimedModel(solver.model, meter: meter), verifier: TimedVerifier(solver.verifier, meter: meter),
+        let model = freshCache ? FreshStartModel(solver.model) : solver.model
+        let timed = Solver(model: TimedModel(model, meter: meter), verifier: TimedVerifier(solver.verifier, meter: meter),
                            prompts: solver.prompts, values: solver.values, planners: solver.planners, clock: solver.clock)
         let started = ContinuousClock.now
         let outcome = try await timed.solve(task.visible(visible), options: options, ledger: anytime)
@@ -282,5 +295,40 @@ public struct Benchmark: Sendable {
         result.qcodeS = split.qcode
         result.outsideLlmS = max(0, split.wall - split.llm)
         return result
+    }
+}
+
+/// The policy for one benchmark task, started from an empty server cache.
+///
+/// Why: llama.cpp reuses the longest cached prefix of a prompt, and its
+/// decoding is not bit-identical between a prefix evaluated now and the same
+/// prefix cached by another request (how much of the cache a batch spans
+/// changes the order of its sums). So the tasks run before one, and how far
+/// their searches went, changed that task's programs: between a run at 800
+/// and one at 1600 tokens, 7 to 30 of 90 MBPP tasks drew different programs
+/// below 800. With every request of a task on one slot and the first one
+/// evaluated from scratch, a task's programs depend on its own requests
+/// alone, so an anytime report at a large budget answers exactly as a run at
+/// a smaller one, and a task run alone as it ran among others. (The server
+/// must not restore prompts of earlier tasks from its RAM cache either:
+/// `scripts/bench-anytime` starts its servers with `--cache-ram 0`.)
+public final class FreshStartModel: LanguageModel {
+    public let base: any LanguageModel
+    public let slot: Int
+    private let started = Mutex(false)
+
+    public init(_ base: any LanguageModel, slot: Int = 0) {
+        self.base = base
+        self.slot = slot
+    }
+
+    public func complete(_ request: CompletionRequest) async throws -> CompletionResponse {
+        var request = request
+        request.slot = slot
+        request.reuseCache = started.withLock { started in
+            defer { started = true }
+            return started
+        }
+        return try await base.complete(request)
     }
 }

@@ -137,7 +137,7 @@ public struct HTTPLanguageModel: LanguageModel {
             path = "completion"
             json["n_predict"] = r.maxTokens
             json["n_probs"] = 1
-            json["cache_prompt"] = true
+            json["cache_prompt"] = r.reuseCache
             if let slot = r.slot { json["id_slot"] = slot }
             json["response_fields"] = [
                 "content", "stop_type", "tokens_predicted", "tokens_evaluated", "tokens_cached",

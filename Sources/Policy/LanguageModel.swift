@@ -28,9 +28,15 @@ public struct CompletionRequest: Sendable, Hashable {
     public var seed: UInt64?
     /// Routes related requests to one server slot so its prefix cache is reused.
     public var slot: Int?
+    /// Whether the server may start from what its cache holds. llama.cpp's
+    /// decoding is not bit-identical between a prefix it evaluates now and the
+    /// same prefix cached from another request, so a benchmark that wants a
+    /// task's programs independent of the tasks before it starts each task
+    /// with `false` (see `FreshStartModel`).
+    public var reuseCache: Bool
 
     public init(prompt: String, n: Int = 1, maxTokens: Int, stop: [String] = [], sampling: Sampling = .greedy,
-                seed: UInt64? = nil, slot: Int? = nil) {
+                seed: UInt64? = nil, slot: Int? = nil, reuseCache: Bool = true) {
         self.prompt = prompt
         self.n = n
         self.maxTokens = maxTokens
@@ -38,6 +44,7 @@ public struct CompletionRequest: Sendable, Hashable {
         self.sampling = sampling
         self.seed = seed
         self.slot = slot
+        self.reuseCache = reuseCache
     }
 }
 

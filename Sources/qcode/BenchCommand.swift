@@ -39,6 +39,9 @@ struct Bench: AsyncParsableCommand {
         return sorted
     }
 
+    @Flag(help: "Start every task from an empty server cache, all its requests on slot 0, so a task's programs do not depend on the tasks before it (llama.cpp servers; run tasks one at a time per server, and start it with --cache-ram 0).")
+    var freshCache = false
+
     @OptionGroup var flags: SolveFlags
     @OptionGroup var llm: LLMOptions
 
@@ -53,12 +56,13 @@ struct Bench: AsyncParsableCommand {
         let engine = try Engine.make(llm)
         let identity = BenchIdentity(data: URL(fileURLWithPath: selection.data).lastPathComponent, options: options, visible: visible,
                                      valueFingerprint: options.planner.usesValueModel ? try values.resolve(options.value).fingerprint : nil,
-                                     model: engine.configuration.llmDescription)
+                                     model: engine.configuration.llmDescription, freshCache: freshCache)
         var report = BenchReport(identity: identity)
         if let out { report = try BenchReport.resume(out, identity: identity) }
         let done = Set(report.tasks.map(\.taskId))
         let jail = try engine.jail(timeout: options.timeout)
-        let bench = Benchmark(solver: Solver(model: engine.model, verifier: jail, values: values), scorer: jail, visible: visible)
+        let bench = Benchmark(solver: Solver(model: engine.model, verifier: jail, values: values), scorer: jail, visible: visible,
+                              freshCache: freshCache)
         let bar = ProgressBar()
         try await engine.run(clearing: bar) {
             for (i, task) in tasks.enumerated() where !done.contains(task.id) {

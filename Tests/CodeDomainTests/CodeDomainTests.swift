@@ -269,8 +269,9 @@ import TestSupport
 }
 
 @Suite struct BenchReportTests {
-    func identity(_ options: SolveOptions = SolveOptions(), fingerprint: String? = nil, model: String = "m") -> BenchIdentity {
-        BenchIdentity(data: "x.jsonl", options: options, visible: 1, valueFingerprint: fingerprint, model: model)
+    func identity(_ options: SolveOptions = SolveOptions(), fingerprint: String? = nil, model: String = "m",
+                  freshCache: Bool = false) -> BenchIdentity {
+        BenchIdentity(data: "x.jsonl", options: options, visible: 1, valueFingerprint: fingerprint, model: model, freshCache: freshCache)
     }
 
     @Test func theReportHasTheDocumentedKeysAndResumesFromItsOwnFile() throws {
@@ -307,6 +308,10 @@ import TestSupport
         var k8 = SolveOptions()
         k8.search.k = 8
         #expect { try BenchReport.resume(path, identity: identity(k8, fingerprint: "qvm-a")) } throws: { "\($0)".contains("options") }
+        // Tasks started from an empty cache draw other programs than tasks that shared it.
+        #expect { try BenchReport.resume(path, identity: identity(fingerprint: "qvm-a", freshCache: true)) } throws: {
+            "\($0)".contains("fresh cache per task = false, this run has true")
+        }
         #expect(try BenchReport.resume(path, identity: identity(fingerprint: "qvm-a")).tasks.count == 1)
     }
 }
@@ -361,6 +366,31 @@ import TestSupport
             .run(Self.task, options: options)
         #expect(result.visiblePassed && !result.passed)
     }
+}
+
+/// With `freshCache` every task's first request starts from an empty server
+/// cache and all of its requests share one slot, whichever task ran before;
+/// without it requests go where the caller sends them, cache reused.
+@Test(arguments: ["best-of-n", "qstar"])
+func aFreshCacheBenchStartsEachTaskFromScratchOnOneSlot(method: String) async throws {
+    let model = ScriptedModel(programs: AnytimeReportTests.programs)
+    var options = SolveOptions()
+    options.method = method
+    options.search.samples = 64
+    let bench = Benchmark(solver: Solver(model: model, verifier: ScriptedVerifier()), scorer: ScriptedVerifier(), freshCache: true)
+    for _ in 0..<2 {
+        let before = model.requests.withLock { $0.count }
+        let result = try await bench.run(addTask, options: options)
+        #expect(result.passed)
+        let task = model.requests.withLock { Array($0[before...]) }
+        #expect(task.count >= 2)
+        #expect(task.map(\.reuseCache) == [false] + Array(repeating: true, count: task.count - 1))
+        #expect(task.allSatisfy { $0.slot == 0 })
+    }
+    let shared = ScriptedModel(programs: AnytimeReportTests.programs)
+    _ = try await Benchmark(solver: Solver(model: shared, verifier: ScriptedVerifier()), scorer: ScriptedVerifier())
+        .run(addTask, options: options)
+    #expect(shared.requests.withLock { $0.allSatisfy { $0.reuseCache && $0.slot == nil } })
 }
 
 @Test func behaviourDigestsAreStableShortAndTellBehavioursApart() {

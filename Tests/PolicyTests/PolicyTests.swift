@@ -36,6 +36,17 @@ let request = CompletionRequest(prompt: "def", n: 2, maxTokens: 16, stop: ["\n"]
         #expect(sent.contains("\"n\":2") && sent.contains("\"cache_prompt\":true") && sent.contains("\"n_probs\":1"))
     }
 
+    @Test func aRequestThatMustNotReuseTheCacheSaysSo() async throws {
+        let server = try ScriptedServer([.init(body: llamaPair)])
+        defer { server.close() }
+        var fresh = request
+        fresh.reuseCache = false
+        fresh.slot = 0
+        _ = try await client(server).complete(fresh)
+        let sent = try #require(server.requests.withLock { $0.first })
+        #expect(sent.contains("\"cache_prompt\":false") && sent.contains("\"id_slot\":0"))
+    }
+
     @Test func readsOpenAIChoicesAndCountsEveryChoicesTokens() async throws {
         let body = """
         {"choices":[{"index":1,"text":"b","finish_reason":"length","logprobs":{"content":[{"logprob":-2},{"logprob":-2}]}},

@@ -42,6 +42,11 @@ struct RealServerTests {
                                                                 sampling: Sampling(temperature: 0.8), seed: 2, slot: 0))
         #expect(second.cost.cachedPromptTokens >= first.cost.promptTokens - 2)
         #expect(second.cost.promptTokens < 20)
+        // A request that must not reuse the cache (a benchmark task's first) evaluates its whole prompt.
+        let fresh = try await model.complete(CompletionRequest(prompt: Self.prompt + line + "\n", maxTokens: 4, stop: ["\n"],
+                                                               slot: 0, reuseCache: false))
+        #expect(fresh.cost.cachedPromptTokens == 0)
+        #expect(fresh.cost.promptTokens > first.cost.promptTokens)
         // Greedy with a seed is reproducible.
         let g1 = try await model.complete(CompletionRequest(prompt: Self.prompt, maxTokens: 20, stop: ["\n"], slot: 0))
         let g2 = try await model.complete(CompletionRequest(prompt: Self.prompt, maxTokens: 20, stop: ["\n"], slot: 0))
