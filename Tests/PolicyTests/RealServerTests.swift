@@ -51,6 +51,8 @@ struct RealServerTests {
         let g1 = try await model.complete(CompletionRequest(prompt: Self.prompt, maxTokens: 20, stop: ["\n"], slot: 0))
         let g2 = try await model.complete(CompletionRequest(prompt: Self.prompt, maxTokens: 20, stop: ["\n"], slot: 0))
         #expect(g1.choices.map(\.text) == g2.choices.map(\.text))
+        // Stopped here as well as in `defer`: a process that ends with this test would not run the deferred task.
+        await server.stop()
     }
 
     @Test func theEmbeddedServerRestartsAfterItDiesAndStopsCleanly() async throws {
