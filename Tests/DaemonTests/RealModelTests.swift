@@ -39,9 +39,17 @@ struct RealModelTests {
         try server.listen(socketPath: path)
         let client = try RPCClient(socketPath: path)
         let taskFile = repoRoot.appendingPathComponent("examples/palindrome/task.json").path
-        let result = try await within(900, "a real greedy solve") {
-            try await client.initialize()
-            return try await client.request("qcode/solve", ["task_file": .string(taskFile), "options": ["method": "greedy"]])
+        let result: JSONValue
+        do {
+            result = try await within(900, "a real greedy solve") {
+                try await client.initialize()
+                return try await client.request("qcode/solve", ["task_file": .string(taskFile), "options": ["method": "greedy"]])
+            }
+        } catch {
+            // A failed solve must not leave the daemon's jail pool behind for later suites to find.
+            client.close()
+            await server.stop()
+            throw error
         }
         #expect(result["task_id"] == "task")
         #expect(result["total"] == 4)
@@ -76,11 +84,19 @@ struct RealModelTests {
         options.search.budget.maxExpansions = 3
         options.search.budget.maxGeneratedTokens = 400
         let chosen = options
-        let first = try await within(600, "the first Q* solve") { try await solver.solve(task, options: chosen, trace: true, slot: 1) }
-        // A fresh server for the second run, so both start from the same (empty) cache.
-        await components.shutdown()
-        let second = try await within(600, "the second Q* solve") { try await solver.solve(task, options: chosen, trace: true, slot: 1) }
-        await components.shutdown()
+        func solve(_ what: String) async throws -> SolveResult {
+            do {
+                let result = try await within(600, what) { try await solver.solve(task, options: chosen, trace: true, slot: 1) }
+                // A fresh server for the next run, so both start from the same (empty) cache.
+                await components.shutdown()
+                return result
+            } catch {
+                await components.shutdown()
+                throw error
+            }
+        }
+        let first = try await solve("the first Q* solve")
+        let second = try await solve("the second Q* solve")
         let stats = first.statistics
         #expect(stats.stop != .solved)
         #expect(stats.expansions >= 2)
